@@ -1,0 +1,7 @@
+"""``python -m kdlib`` runs the command line."""
+
+import sys
+
+from kdlib.cli import main
+
+sys.exit(main())
