@@ -1,0 +1,98 @@
+"""A data loader that keeps a whole split on the device and serves normalized batches.
+
+CIFAR is small (150 MB as uint8), so it is copied to the GPU once; each step is then an
+index, an optional batched crop+flip and a normalize: a few kernel launches and no
+host-to-device copies or worker processes. This is the airbench recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from kdlib.data.augment import normalize, random_crop_flip
+from kdlib.errors import KdlibError
+
+
+def _to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8 or t.ndim != 4:
+        raise KdlibError(
+            f"images must be a uint8 (N, H, W, 3) array, got {t.dtype} {tuple(t.shape)}"
+        )
+    if t.shape[-1] == 3:
+        return t.permute(0, 3, 1, 2)
+    if t.shape[1] == 3:
+        return t
+    raise KdlibError(f"images must have 3 channels, got shape {tuple(t.shape)}")
+
+
+class DeviceLoader:
+    """Iterate ``(x, y)`` batches of a device-resident split; iterate again for each epoch.
+
+    ``x`` is normalized ``dtype`` NCHW (channels_last memory if asked), ``y`` int64. The
+    order (with ``shuffle``) and augmentations come from the loader's own generator on the
+    device, seeded from ``seed``: the same seed gives the same sequence of epochs.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor,
+        batch_size: int,
+        *,
+        mean: Sequence[float] | np.ndarray,
+        std: Sequence[float] | np.ndarray,
+        device: str | torch.device = "cpu",
+        shuffle: bool,
+        augment: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size <= 0:
+            raise KdlibError(f"batch size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = _to_nchw(images).to(self.device).contiguous()
+        self.labels = torch.as_tensor(labels).to(device=self.device, dtype=torch.int64)
+        if len(self.labels) != len(self.images):
+            raise KdlibError(f"{len(self.labels)} labels for {len(self.images)} images")
+        self.batch_size = batch_size
+        self.mean = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=self.device)
+        self.std = torch.as_tensor(np.asarray(std, dtype=np.float32), device=self.device)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.drop_last = drop_last
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in the split (not batches)."""
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        n = self.num_examples
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.num_examples
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = random_crop_flip(x, generator=self.generator)
+            x = normalize(x, self.mean, self.std, dtype=self.dtype)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
