@@ -1,0 +1,441 @@
+"""The ``kdlib`` command line. Bad input exits with code 2 and one line saying what to do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from kdlib.errors import KdlibError
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="cifar10", help="cifar10 or cifar100 (default cifar10)")
+    p.add_argument("--data-dir", help="where the data is (default $KDLIB_DATA_DIR or ./data)")
+    p.add_argument(
+        "--cache-dir",
+        help="prepared arrays and weights (default $KDLIB_CACHE_DIR or ~/.cache/kdlib)",
+    )
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KdlibError(f"--param {item!r}: expected KEY=VALUE, e.g. --param T=4")
+        out[key] = value
+    return out
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from kdlib.models import create_model, list_models, model_description
+
+    print(f"{'name':<10} {'params (10 classes)':>20}  description")
+    for name in list_models():
+        n = sum(p.numel() for p in create_model(name, 10).parameters())
+        print(f"{name:<10} {n:>20,}  {model_description(name)}")
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from kdlib.methods import list_methods, method_class
+
+    for name in list_methods():
+        cls = method_class(name)
+        params = ", ".join(f"{k}={p.default}" for k, p in cls.params.items())
+        teacher = (
+            "teachers" if cls.multi_teacher else "teacher" if cls.needs_teacher else "no teacher"
+        )
+        print(f"{name:<10} {cls.description} [{teacher}{'; ' + params if params else ''}]")
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from kdlib.data import load_dataset, prepare_dataset
+
+    prepare_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        force=args.force,
+    )
+    data = load_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    print(
+        json.dumps(
+            {
+                "dataset": data.name,
+                "train": len(data.train_labels),
+                "test": len(data.test_labels),
+                "classes": len(data.classes),
+                "fingerprint": data.fingerprint,
+            }
+        )
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from kdlib.data import DATASETS, DeviceLoader, load_dataset, split_validation
+    from kdlib.environment import resolve_device
+    from kdlib.evaluate import default_eval_batch_size, evaluate
+    from kdlib.models import create_model, list_models, load_weights
+
+    if args.model not in list_models():
+        raise KdlibError(
+            f"--model={args.model!r}: unknown model; valid: {', '.join(list_models())}"
+        )
+    if args.batch_size is not None and args.batch_size < 1:
+        raise KdlibError(f"--batch-size={args.batch_size}: an integer >= 1")
+    if args.dataset not in DATASETS:
+        raise KdlibError(f"--dataset={args.dataset!r}: valid: {', '.join(DATASETS)}")
+    device = resolve_device(args.device)
+    model = create_model(args.model, DATASETS[args.dataset].num_classes)
+    load_weights(model, args.checkpoint)  # a bad checkpoint fails before the data is touched
+    data = load_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    if args.split == "test":
+        images, labels = data.test_images, data.test_labels
+    else:
+        train_idx, val_idx = split_validation(data.train_labels, args.val_size)
+        idx = val_idx if args.split == "val" else train_idx
+        images, labels = data.train_images[idx], data.train_labels[idx]
+    loader = DeviceLoader(
+        images,
+        labels,
+        args.batch_size or default_eval_batch_size(device),
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        shuffle=False,
+        augment=False,
+    )
+    result = evaluate(model.to(device), loader)
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "checkpoint": args.checkpoint,
+                "dataset": args.dataset,
+                "split": args.split,
+                "accuracy": round(result["accuracy"], 4),
+                "n": result["n"],
+                "correct": result["correct"],
+                "loss": round(result["loss"], 6),
+                "device": str(device),
+            }
+        )
+    )
+
+
+# `kdlib train` flags that are not TrainConfig fields of the same name.
+_TRAIN_ONLY = {"func", "command", "quiet", "config", "resume", "param", "no_nesterov", "no_augment"}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from kdlib.config import TrainConfig
+    from kdlib.io import read_yaml
+    from kdlib.train import run_method, run_training
+
+    given = vars(args)
+    if "resume" in given:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise KdlibError(f"--resume={args.resume!r}: not a run directory (no config.json)")
+        values = TrainConfig.from_run(json.loads((run_dir / "config.json").read_text())).to_dict()
+        values["runs_dir"] = str(run_dir.parent)
+        for key in ("device", "data_dir", "cache_dir"):  # where to run may change, not what
+            if key in given:
+                values[key] = given[key]
+        cfg = TrainConfig.from_dict(values)
+        print(run_training(cfg, progress="quiet" not in given, resume=run_dir), flush=True)
+        return
+    values: dict[str, Any] = {}
+    if "config" in given:
+        loaded = read_yaml(args.config, f"--config={args.config!r}")
+        if not isinstance(loaded, dict):
+            raise KdlibError(f"--config={args.config!r}: expected a mapping of settings")
+        values.update(loaded)
+    values.update({k: v for k, v in given.items() if k not in _TRAIN_ONLY})
+    if "no_nesterov" in given:
+        values["nesterov"] = False
+    if "no_augment" in given:
+        values["augment"] = False
+    if "param" in given:
+        params = dict(values.get("method_params") or {})
+        params.update(_parse_params(args.param))
+        values["method_params"] = params
+    cfg = TrainConfig.from_dict(values, where=args.config if "config" in given else "kdlib train")
+    for run_dir in run_method(cfg, progress="quiet" not in given):
+        print(run_dir, flush=True)
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KdlibError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=1")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from kdlib.sweep import load_sweep, run_sweep, run_sweep_parallel
+
+    if args.parallel < 1:
+        raise KdlibError(f"--parallel={args.parallel}: an integer >= 1")
+    sweep = load_sweep(args.file)
+    overrides = _parse_overrides(args.set)
+    if args.dry_run:
+        for cfg in sweep.expand(overrides):
+            teacher = f" from {cfg.teacher}" if cfg.teacher else ""
+            print(f"{cfg.method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}")
+        for where, reason in sweep.skipped:
+            print(f"not applicable: {where}: {reason}")
+        return
+    if args.parallel > 1:
+        sweep.expand(overrides)  # every run is checked here, before any worker starts
+        if args.executor != "local":
+            raise KdlibError("--parallel packs runs on this machine: use it with --executor local")
+        table = run_sweep_parallel(args.file, args.set, args.parallel, not args.quiet, args.via)
+    else:
+        slurm = {}
+        if args.slurm_partition:
+            slurm["slurm_partition"] = args.slurm_partition
+        if args.timeout_min:
+            slurm["timeout_min"] = args.timeout_min
+        table = run_sweep(
+            sweep,
+            overrides,
+            progress=not args.quiet,
+            executor=args.executor,
+            via=args.via,
+            slurm=slurm,
+            jobs_dir=args.jobs_dir,
+        )
+    if args.summary_json:
+        from kdlib.io import write_text
+
+        write_text(args.summary_json, table.to_json(orient="records"))
+    cols = [
+        c
+        for c in ("status", "method", "student", "teacher", "seed", "final_test_acc", "run_dir")
+        if c in table.columns
+    ]
+    print(table[cols].to_string(index=False))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from kdlib.bench import format_table, run_bench
+
+    if args.steps is not None and args.steps < 1:
+        raise KdlibError(f"--steps={args.steps}: an integer >= 1")
+    teacher = None if args.teacher in ("", "none") else args.teacher
+    result = run_bench(
+        method=args.method,
+        student=args.student,
+        teacher=teacher,
+        device=args.device,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        ablate=args.ablate,
+        compile=args.compile,
+        num_workers=args.num_workers,
+    )
+    print(format_table(result))
+    print(json.dumps(result))
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from kdlib.runs import load_runs
+
+    df = load_runs(args.path)
+    cols = [
+        c
+        for c in (
+            "run_id",
+            "status",
+            "method",
+            "student",
+            "teacher",
+            "epochs",
+            "seed",
+            "final_test_acc",
+            "test_acc_at_best_val",
+        )
+        if c in df.columns
+    ]
+    print(df[cols].to_string(index=False) if len(df) else f"no runs in {args.path}")
+
+
+class UsageError(KdlibError):
+    """A malformed command line (unknown flag, missing value, wrong type)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdlib", description="Knowledge distillation for CIFAR, reproducibly.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("models", help="list the model architectures").set_defaults(func=cmd_models)
+    sub.add_parser("methods", help="list the distillation methods").set_defaults(func=cmd_methods)
+
+    data = sub.add_parser("data", help="prepare datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prep = data_sub.add_parser("prepare", help="decode, verify and cache a dataset")
+    _add_data_args(prep)
+    prep.add_argument("--download", action="store_true", help="download with torchvision")
+    prep.add_argument("--force", action="store_true", help="rebuild the cache even if intact")
+    prep.set_defaults(func=cmd_data_prepare)
+
+    ev = sub.add_parser("eval", help="accuracy of a checkpoint; prints one JSON line")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--split", choices=("test", "val", "train"), default="test")
+    ev.add_argument("--val-size", type=int, default=5000)
+    ev.add_argument("--batch-size", type=int, help="default 1000 on a GPU, 100 on a CPU")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    _add_data_args(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    # Unset flags stay unset (SUPPRESS) so that --config values and TrainConfig defaults apply.
+    tr = sub.add_parser(
+        "train",
+        help="train one run (or a grid method's runs); prints each run directory",
+        argument_default=argparse.SUPPRESS,
+    )
+    tr.add_argument("--config", help="YAML file of settings (TrainConfig fields); flags override")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or failed run")
+    tr.add_argument("--method", help="see `kdlib methods` (default nokd)")
+    tr.add_argument("--student", help="see `kdlib models` (default resnet8)")
+    tr.add_argument("--teacher", help="teacher model (several, comma-separated, for mkd and allkd)")
+    tr.add_argument(
+        "--teacher-checkpoint", help="its checkpoint (one per teacher, comma-separated)"
+    )
+    tr.add_argument("--teacher-epochs", type=int, help="epochs when training the teacher first")
+    tr.add_argument("--dataset", help="cifar10 or cifar100 (default cifar10)")
+    tr.add_argument("--epochs", type=int, help="default 200")
+    tr.add_argument("--seed", type=int, help="default 0")
+    tr.add_argument("--batch-size", type=int, help="default 128")
+    tr.add_argument("--lr", type=float, help="default 0.1")
+    tr.add_argument("--momentum", type=float, help="default 0.9")
+    tr.add_argument("--weight-decay", type=float, help="default 5e-4")
+    tr.add_argument("--no-nesterov", action="store_true")
+    tr.add_argument("--val-size", type=int, help="validation images carved from train (5000)")
+    tr.add_argument("--train-limit", type=int, help="train on a class-balanced subset")
+    tr.add_argument(
+        "--test-limit", type=int, help="smoke runs only: evaluate on a part of the test split"
+    )
+    tr.add_argument("--no-augment", action="store_true")
+    tr.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method parameter, e.g. -p T=4 -p lambda=0.7",
+    )
+    tr.add_argument("--save-weights", action="store_true", help="also copy weights into the run")
+    tr.add_argument("--loop", choices=("fast", "classic"), help="training data path (fast)")
+    tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
+    tr.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, help="default: on a GPU"
+    )
+    tr.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    tr.add_argument("--num-workers", type=int, help="classic loop's DataLoader workers (4)")
+    tr.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (10)")
+    tr.add_argument("--deterministic", action="store_true", help="deterministic kernels")
+    tr.add_argument("--device", help="auto, cpu, cuda (default auto)")
+    tr.add_argument("--runs-dir", help="where run directories go (default runs)")
+    tr.add_argument("--data-dir", help="where the data is (default $KDLIB_DATA_DIR or ./data)")
+    tr.add_argument("--cache-dir", help="prepared arrays and weights (default ~/.cache/kdlib)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser("sweep", help="run a YAML grid of runs (skips completed ones)")
+    sw.add_argument("file", help="sweep file, e.g. sweeps/paper_table3.yaml")
+    sw.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of every run, e.g. --set epochs=1 --set train_limit=2000",
+    )
+    sw.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    sw.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N runs at once on this machine (separate processes sharing the GPU)",
+    )
+    sw.add_argument("--summary-json", help=argparse.SUPPRESS)  # used by --parallel workers
+    sw.add_argument(
+        "--executor",
+        choices=("local", "slurm", "submitit-local"),
+        default="local",
+        help="local: here, one after another; slurm: one job (1 GPU) per run via submitit",
+    )
+    sw.add_argument(
+        "--via",
+        choices=("direct", "notebook"),
+        default="direct",
+        help="notebook: execute notebooks/run.ipynb with papermill, kept in the run's folder",
+    )
+    sw.add_argument("--slurm-partition", help="slurm partition for --executor slurm")
+    sw.add_argument("--timeout-min", type=int, help="time limit of each job, in minutes")
+    sw.add_argument("--jobs-dir", default="runs/.jobs", help="submitit's logs and pickles")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
+    be = sub.add_parser("bench", help="time the fast and the classic training loop")
+    be.add_argument("--method", default="kd")
+    be.add_argument("--student", default="resnet8")
+    be.add_argument("--teacher", default="resnet26", help="'none' for methods without one")
+    be.add_argument("--device", default="auto")
+    be.add_argument("--steps", type=int, help="timed steps per variant (GPU 100, CPU 5)")
+    be.add_argument("--batch-size", type=int, default=128)
+    be.add_argument("--ablate", action="store_true", help="also turn techniques off one by one")
+    be.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile in the fast loop (default: on a GPU)",
+    )
+    be.add_argument("--num-workers", type=int, default=4, help="classic loop's workers")
+    be.set_defaults(func=cmd_bench)
+
+    rs = sub.add_parser("runs", help="list recorded runs")
+    rs.add_argument("path", nargs="?", default="runs")
+    rs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kdlib`` command."""
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except KdlibError as e:
+        print(f"kdlib: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdlib: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `kdlib models | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

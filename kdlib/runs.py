@@ -1,0 +1,209 @@
+"""Run records: the one on-disk format that the CLI, notebooks, sweeps and figures share.
+
+A run is a directory ``runs/<run_id>/`` holding
+
+- ``config.json``: every setting of the run, the dataset fingerprint and the seed;
+- ``env.json``: kdlib commit, library versions, device name;
+- ``history.csv``: one row per epoch (lr, losses, accuracies, seconds);
+- ``metrics.json``: ``status`` (running, completed, failed, diverged) and the summary numbers.
+
+Every file is replaced atomically, so a reader sees either the old or the new version,
+and a run that was killed stays visibly ``running``, never ``completed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdlib.errors import KdlibError
+from kdlib.io import read_json, write_json, write_text
+
+CONFIG, ENV, HISTORY, METRICS = "config.json", "env.json", "history.csv", "metrics.json"
+STATUSES = ("running", "completed", "failed", "diverged")
+
+# Settings that do not change what a run computes; left out of its identity hash.
+_NOT_IDENTITY = {
+    "runs_dir",
+    "data_dir",
+    "cache_dir",
+    "device",
+    "run_id",
+    "progress",
+    "checkpoint_every",
+}
+
+
+def identity_keys(config: dict[str, Any]) -> list[str]:
+    """The settings that define a run's result (not where it ran or where files go)."""
+    return [k for k in config if k not in _NOT_IDENTITY and k != "config_hash"]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of the settings that define a run's result."""
+    ident = {k: config[k] for k in identity_keys(config)}
+    blob = json.dumps(ident, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def new_run_id(
+    config: dict[str, Any], now: dt.datetime | None = None, token: str | None = None
+) -> str:
+    """``<UTC time>-<method>-<student>[-from-<teacher>]-<dataset>-e<E>-s<seed>-<token>``.
+
+    Readable and sortable by start time. The random ``token`` keeps ids unique when the
+    same configuration starts in the same second in two runs directories: a run's
+    training checkpoint and weights live in the cache under its id, so two runs must
+    never share one.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    token = secrets.token_hex(3) if token is None else token
+    parts = [now.strftime("%Y%m%d-%H%M%S"), config["method"], config["student"]]
+    if config.get("teacher"):
+        parts += ["from", config["teacher"]]
+    parts += [config["dataset"], f"e{config['epochs']}", f"s{config['seed']}"]
+    if token:
+        parts.append(token)
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(str(p) for p in parts))
+
+
+class RunRecord:
+    """Reads and writes the files of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(
+        cls, runs_dir: str | Path, run_id: str, config: dict[str, Any], env: dict[str, Any]
+    ) -> RunRecord:
+        """Make a new run directory (a unique one: ``-2``, ``-3``... on a name clash)."""
+        runs_dir = Path(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        path, k = runs_dir / run_id, 1
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                k += 1
+                path = runs_dir / f"{run_id}-{k}"
+        rec = cls(path)
+        write_json(path / CONFIG, {**config, "run_id": path.name})
+        write_json(path / ENV, env)
+        rec.write_metrics({"status": "running"})
+        return rec
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        status = metrics.get("status")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        write_json(self.path / METRICS, _finite_or_none(metrics))
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``history.csv`` with all epochs so far (small: one row per epoch)."""
+        fields: list[str] = []
+        for row in rows:
+            fields += [k for k in row if k not in fields]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path / HISTORY, buf.getvalue())
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.path / CONFIG)
+
+    def env(self) -> dict[str, Any]:
+        return read_json(self.path / ENV)
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.path / METRICS)
+
+    def history(self) -> pd.DataFrame:
+        p = self.path / HISTORY
+        return pd.read_csv(p) if p.exists() else pd.DataFrame()
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(f"{key}.", v))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """Run directories below ``path`` (any depth), or ``path`` itself if it is one."""
+    path = Path(path)
+    if not path.exists():
+        raise KdlibError(f"runs directory {path} does not exist")
+    if (path / CONFIG).is_file():
+        return [path]
+    return sorted(p.parent for p in path.rglob(CONFIG))
+
+
+def load_runs(path: str | Path = "runs") -> pd.DataFrame:
+    """One row per run below ``path``: config, metrics and environment side by side.
+
+    Columns: ``run_id``, ``path``, ``status`` and the config keys as they are
+    (``method``, ``student``, ``teacher``, ``dataset``, ``epochs``, ``seed``,
+    ``method_params.T``...), the metrics keys (``final_test_acc``...), and the
+    environment under ``env.`` (``env.device_name``...). A run whose metrics are missing
+    or unreadable gets status ``incomplete`` or ``unreadable``, never ``completed``.
+    """
+    rows = []
+    for run_dir in find_run_dirs(path):
+        rec = RunRecord(run_dir)
+        row: dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir)}
+        try:
+            row.update(_flatten("", rec.config()))
+            row["run_id"] = run_dir.name
+        except (OSError, ValueError) as e:
+            rows.append({**row, "status": "unreadable", "error": f"config.json: {e}"})
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            row.update(_flatten("env.", rec.env()))
+        try:
+            metrics = rec.metrics()
+            row.update(_flatten("", metrics))
+        except FileNotFoundError:
+            row["status"] = "incomplete"
+        except (OSError, ValueError) as e:
+            row.update(status="unreadable", error=f"metrics.json: {e}")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["run_id", "path", "status"])
+    return df

@@ -1,0 +1,225 @@
+"""The training loop on a tiny synthetic dataset: complete records, determinism, failures."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import torch
+
+import kdlib.train
+from kdlib.config import TrainConfig
+from kdlib.errors import KdlibError
+from kdlib.models import create_model, save_weights
+from kdlib.runs import RunRecord, load_runs, new_run_id
+from kdlib.train import run_training
+
+CONFIG_KEYS = {
+    "method",
+    "student",
+    "teacher",
+    "dataset",
+    "epochs",
+    "seed",
+    "dataset_fingerprint",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "config_hash",
+}
+METRIC_KEYS = {
+    "status",
+    "final_test_acc",
+    "final_val_acc",
+    "best_val_epoch",
+    "test_acc_at_best_val",
+    "best_test_acc",
+    "wall_seconds",
+}
+
+
+def _cfg(tiny_data: dict, tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(
+        method="nokd",
+        student="resnet8",
+        epochs=2,
+        seed=0,
+        batch_size=50,
+        val_size=100,
+        device="cpu",
+        runs_dir=str(tmp_path / "runs"),
+        **tiny_data,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    torch.manual_seed(123)
+    path = tmp_path_factory.mktemp("teacher") / "resnet14.pt"
+    save_weights(create_model("resnet14", 10), path)
+    return str(path)
+
+
+def test_nokd_run_leaves_a_complete_record(tiny_data: dict, tmp_path: Path) -> None:
+    run_dir = run_training(_cfg(tiny_data, tmp_path, epochs=3, lr=0.05), progress=False)
+    rec = RunRecord(run_dir)
+    config, metrics = rec.config(), rec.metrics()
+    assert set(config) >= CONFIG_KEYS
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["status"] == "completed"
+    assert config["train_size"] == 300 and config["val_size_actual"] == 100
+    assert {"torch", "device_name", "git_commit"} <= set(rec.env())
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"lr", "train_loss", "train_acc", "val_acc", "test_acc", "seconds", "loss_ce"} <= set(
+        rows[0]
+    )
+    # lr x0.1 after int(0.33*3)=0 (skipped) and int(0.66*3)=1 epochs
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.05, 0.005, 0.005])
+    # the colour-coded classes are easy: well above the 10% of chance
+    assert metrics["final_test_acc"] > 50.0
+    # weights go to the cache, not into runs/
+    assert Path(metrics["weights_path"]).is_file()
+    assert not list(run_dir.glob("*.pt"))
+
+
+def test_same_seed_same_result_on_cpu(tiny_data: dict, tmp_path: Path) -> None:
+    a = RunRecord(run_training(_cfg(tiny_data, tmp_path / "a", epochs=1), progress=False))
+    b = RunRecord(run_training(_cfg(tiny_data, tmp_path / "b", epochs=1), progress=False))
+    c = RunRecord(run_training(_cfg(tiny_data, tmp_path / "c", epochs=1, seed=1), progress=False))
+    assert a.path.parent != b.path.parent
+    cols = ["train_loss", "test_acc", "val_acc"]
+    assert a.history()[cols].equals(b.history()[cols])
+    assert not a.history()[cols].equals(c.history()[cols])
+
+
+def test_same_config_in_two_runs_dirs_in_one_second_shares_nothing(
+    tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs train and record their own history, even when their ids start alike:
+    their checkpoints live in the shared cache under the run id."""
+    frozen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(kdlib.train, "new_run_id", lambda c: new_run_id(c, now=frozen))
+    a = RunRecord(run_training(_cfg(tiny_data, tmp_path / "a", epochs=1), progress=False))
+    b = RunRecord(run_training(_cfg(tiny_data, tmp_path / "b", epochs=1), progress=False))
+    assert a.run_id != b.run_id
+    for rec in (a, b):
+        assert rec.metrics()["status"] == "completed"
+        assert list(rec.history()["epoch"]) == [1]
+    assert a.metrics()["weights_path"] != b.metrics()["weights_path"]
+
+
+def test_kd_from_checkpoint_records_teacher(
+    tiny_data: dict, tmp_path: Path, teacher_checkpoint: str
+) -> None:
+    cfg = _cfg(
+        tiny_data,
+        tmp_path,
+        method="kd",
+        teacher="resnet14",
+        teacher_checkpoint=teacher_checkpoint,
+        epochs=1,
+        method_params={"T": "4"},
+    )
+    rec = RunRecord(run_training(cfg, progress=False))
+    assert rec.config()["method_hparams"] == {"T": 4.0, "lambda": 0.5}
+    assert rec.config()["method_record"] == {"teacher_frozen": True}
+    assert 0.0 <= rec.metrics()["teacher_test_acc"] <= 100.0
+    assert {"loss_ce", "loss_kd"} <= set(rec.history().columns)
+
+
+def test_teacher_without_checkpoint_is_trained_first(tiny_data: dict, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_data, tmp_path, method="kd", teacher="resnet8", epochs=1, teacher_epochs=1)
+    rec = RunRecord(run_training(cfg, progress=False))
+    teacher_rec = RunRecord(rec.config()["teacher_run"])
+    assert teacher_rec.config()["method"] == "nokd"
+    assert teacher_rec.metrics()["status"] == "completed"
+    assert len(load_runs(tmp_path / "runs")) == 2
+
+
+def test_mismatched_teacher_checkpoint_fails_before_any_run_dir(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    path = tmp_path / "t100.pt"
+    save_weights(create_model("resnet8", 100), path)
+    cfg = _cfg(tiny_data, tmp_path, method="kd", teacher="resnet8", teacher_checkpoint=str(path))
+    with pytest.raises(KdlibError, match="100 classes"):
+        run_training(cfg, progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_failure_mid_run_is_recorded(
+    tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("kdlib.train.evaluate", boom)
+    with pytest.raises(RuntimeError):
+        run_training(_cfg(tiny_data, tmp_path, epochs=1), progress=False)
+    df = load_runs(tmp_path / "runs")
+    assert list(df["status"]) == ["failed"]
+    assert "disk on fire" in df["error"].iloc[0]
+
+
+def test_non_finite_loss_marks_the_run_diverged(
+    tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kdlib.methods.nokd import NoKD
+
+    def nan_forward(self, images, labels):
+        logits = self.student(images)
+        return logits, {"ce": logits.sum() * float("nan")}
+
+    monkeypatch.setattr(NoKD, "forward", nan_forward)
+    rec = RunRecord(run_training(_cfg(tiny_data, tmp_path, epochs=3), progress=False))
+    metrics = rec.metrics()
+    assert metrics["status"] == "diverged"
+    assert (metrics["diverged_epoch"], metrics["diverged_step"]) == (1, 0)
+    assert "epoch 1, step 0" in metrics["error"]
+    assert rec.history().empty
+
+
+def test_paper_milestones() -> None:
+    assert TrainConfig(epochs=200).milestone_epochs() == [66, 132]
+    assert TrainConfig(epochs=350).milestone_epochs() == [115, 231]
+
+
+def test_rerunning_a_completed_configuration_returns_it_without_training(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    first = run_training(_cfg(tiny_data, tmp_path, epochs=1), progress=False)
+    stamp = (first / "metrics.json").stat().st_mtime_ns
+    again = run_training(_cfg(tiny_data, tmp_path, epochs=1, device="cpu"), progress=False)
+    assert again == first
+    assert (first / "metrics.json").stat().st_mtime_ns == stamp
+    other = run_training(_cfg(tiny_data, tmp_path, epochs=1, seed=3), progress=False)
+    assert other != first
+
+
+@pytest.mark.parametrize(
+    "speed",
+    [
+        {"loop": "classic", "num_workers": 0},
+        {"precision": "bf16", "channels_last": True},
+        {"compile": True, "batch_size": 64},  # 300 images: a last partial batch of 44
+    ],
+    ids=["classic", "bf16-channels-last", "compile"],
+)
+def test_every_speed_setting_trains_and_is_recorded(
+    speed: dict, tiny_data: dict, tmp_path: Path
+) -> None:
+    rec = RunRecord(run_training(_cfg(tiny_data, tmp_path, epochs=1, **speed), progress=False))
+    assert rec.metrics()["status"] == "completed"
+    recorded = rec.config()["speed"]
+    for key in ("loop", "precision", "channels_last", "compile"):
+        if key in speed:
+            assert recorded[key] == speed[key]
+    assert rec.metrics()["final_train_loss"] > 0
