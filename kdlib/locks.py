@@ -1,0 +1,47 @@
+"""One lock per run configuration, so concurrent sweeps never run the same run twice.
+
+The lock is an ``flock`` on ``<runs_dir>/.locks/<config_hash>.lock``: the kernel releases
+it when the holder dies, even by SIGKILL, so a crashed run never blocks its resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from kdlib.errors import KdlibError
+
+
+class RunLocked(KdlibError):
+    """Another process is running this configuration right now."""
+
+
+@contextlib.contextmanager
+def run_lock(runs_dir: str | os.PathLike, config_hash: str) -> Iterator[Path]:
+    """Hold the lock of ``config_hash`` for the duration of the block, or raise ``RunLocked``."""
+    path = Path(runs_dir) / ".locks" / f"{config_hash}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(
+                f"a run with this configuration (hash {config_hash}) is in progress in another "
+                f"process (lock {path}); wait for it or stop it first"
+            ) from None
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def is_locked(runs_dir: str | os.PathLike, config_hash: str) -> bool:
+    """Whether some process holds the lock of ``config_hash`` now."""
+    try:
+        with run_lock(runs_dir, config_hash):
+            return False
+    except RunLocked:
+        return True
