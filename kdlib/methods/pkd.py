@@ -1,0 +1,91 @@
+"""PKD: patient knowledge distillation (Sun et al., EMNLP 2019) carried over to CNNs.
+
+PKD adds to KD a "patient" loss that makes the student's intermediate representations
+follow the teacher's: the mean squared error between the per-layer L2-normalised hidden
+vectors. Here a layer is a stage, and its hidden vector is the stage output (after its
+ReLU, ``feats["stages"]``) global-average-pooled to a C-vector:
+
+    p = concat_i( avgpool(stage_i) / ||avgpool(stage_i)||_2 )      (per sample)
+    loss = (1 - lambda) * CE + lambda * T^2 * KL + beta * mean((p_s - p_t)^2)
+
+with T=5, lambda=0.5 as in ``kd`` and beta=10 as in the seed code. Each stage is
+normalised on its own, as PKD normalises each layer's vector; the mean runs over the
+batch and all concatenated channels. ``normalize=false`` drops the normalisation, as
+the seed code's call of its ``patience_loss`` did (its default
+``normalized_patience=False``); the seed code concatenated its models' feature lists.
+Stages are paired by index, so the two models need equal channel counts per stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kdlib.methods._features import check_stages
+from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.kd import KD, kd_terms
+
+
+def patience_vector(stages: list[Tensor], normalize: bool = True) -> Tensor:
+    """Concatenated per-stage pooled (and, by default, per-sample L2-normalised) features."""
+    parts = []
+    for x in stages:
+        v = x.float().mean(dim=(2, 3))
+        parts.append(F.normalize(v, p=2, dim=1) if normalize else v)
+    return torch.cat(parts, dim=1)
+
+
+def patience_loss(student: list[Tensor], teacher: list[Tensor], normalize: bool = True) -> Tensor:
+    """Mean squared error of the two patience vectors."""
+    return F.mse_loss(patience_vector(student, normalize), patience_vector(teacher, normalize))
+
+
+@register_method
+class PKD(Distiller):
+    """KD + beta * MSE of the normalised, pooled, concatenated stage features."""
+
+    name = "pkd"
+    description = (
+        "patient KD (Sun et al. 2019): KD + 10 * MSE of the per-stage L2-normalised, "
+        "pooled stage features"
+    )
+    needs_teacher = True
+    params = {
+        "T": KD.params["T"],
+        "lambda": KD.params["lambda"],
+        "beta": Param(10.0, "weight of the patience loss", lambda v: v >= 0, "a number >= 0"),
+        "normalize": Param(
+            True,
+            "L2-normalise each stage's pooled vector (false: as the seed code's call)",
+            None,
+            "true or false",
+        ),
+    }
+
+    @classmethod
+    def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
+        check_stages(cls.name, cfg, channels=True)
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        T, lam = self.hparams["T"], self.hparams["lambda"]
+        logits, s_feats = self.student(images, features=True)
+        with torch.no_grad():
+            t_logits, t_feats = self.teacher(images, features=True)
+        pt = patience_loss(s_feats["stages"], t_feats["stages"], self.hparams["normalize"])
+        return logits, {
+            **kd_terms(logits, t_logits, labels, T, lam),
+            "patience": self.hparams["beta"] * pt,
+        }
+
+    def record(self) -> dict[str, Any]:
+        norm = self.hparams["normalize"]
+        return {
+            **super().record(),
+            "features": "stage outputs (after ReLU), global-average-pooled",
+            "variant": "method definition (normalised)" if norm else "seed code (unnormalised)",
+        }

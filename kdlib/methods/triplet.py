@@ -1,0 +1,68 @@
+"""TRIPLET: KD plus a cosine-embedding loss between student and teacher logits.
+
+The seed paper's ``TripletTrainer`` (despite the name it has no triplets): PyTorch's
+``CosineEmbeddingLoss`` with target 1, i.e. the batch mean of 1 - cos(student, teacher)
+on the raw logits, which pulls the student's logit vector towards the teacher's direction.
+
+Default: (1 - lambda) CE + lambda T^2 KL + weight * (1 - cos). The seed paper's code has
+the CE line commented out, so its loss is (1 - lambda) (1 - cos) + lambda T^2 KL, with no
+label term; ``replace_ce=true`` reproduces that (``weight`` is then unused). The default
+``weight=0.5`` is the weight the seed code gives the term (1 - lambda at lambda=0.5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.kd import KD, kd_loss, kd_terms
+
+
+def cosine_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """``CosineEmbeddingLoss`` with target 1: mean over the batch of 1 - cos(s, t)."""
+    target = torch.ones(student_logits.shape[0], device=student_logits.device)
+    return F.cosine_embedding_loss(student_logits.float(), teacher_logits.float(), target)
+
+
+@register_method
+class Triplet(Distiller):
+    """KD plus ``weight`` * (1 - cos(student logits, teacher logits))."""
+
+    name = "triplet"
+    description = "KD + weight*(1 - cos(student, teacher logits)) (seed code: CosineEmbeddingLoss)"
+    needs_teacher = True
+    params = {
+        **KD.params,
+        "weight": Param(0.5, "weight of the cosine term", lambda v: v >= 0, "a number >= 0"),
+        "replace_ce": Param(
+            False,
+            "seed code variant: the cosine term takes CE's place and weight 1-lambda",
+            allowed="true or false",
+        ),
+    }
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        T, lam = self.hparams["T"], self.hparams["lambda"]
+        logits = self.student(images)
+        teacher_logits = self.teacher_logits(images)
+        cos = cosine_loss(logits, teacher_logits)
+        kd = lam * kd_loss(logits, teacher_logits, T)
+        if self.hparams["replace_ce"]:
+            return logits, {"cosine": (1.0 - lam) * cos, "kd": kd}
+        return logits, {
+            **kd_terms(logits, teacher_logits, labels, T, lam),
+            "cosine": self.hparams["weight"] * cos,
+        }
+
+    def record(self) -> dict[str, Any]:
+        variant = (
+            "seed code: (1-lambda)*(1-cos) + lambda*T^2*KL, no CE"
+            if self.hparams["replace_ce"]
+            else "(1-lambda)*CE + lambda*T^2*KL + weight*(1-cos)"
+        )
+        return {**super().record(), "loss": variant}

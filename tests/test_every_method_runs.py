@@ -1,0 +1,66 @@
+"""Every registered method completes a 1-epoch CPU run on 2,000 images with a full record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdlib.config import TrainConfig
+from kdlib.methods import GridMethod, list_methods, method_class
+from kdlib.runs import RunRecord
+from kdlib.train import run_method
+
+# Small grids so that grid methods stay quick in CI; their full defaults are tested elsewhere.
+GRID_PARAMS = {
+    "kdparam": {"T_values": "1,5", "lambda_values": "0.5"},
+}
+
+
+def _teacher_args(name: str, checkpoints: dict[str, str]) -> dict:
+    cls = method_class(name)
+    if cls.multi_teacher:
+        return {
+            "teacher": "resnet14,resnet20",
+            "teacher_checkpoint": f"{checkpoints['resnet14']},{checkpoints['resnet20']}",
+        }
+    if cls.needs_teacher:
+        return {"teacher": "resnet14", "teacher_checkpoint": checkpoints["resnet14"]}
+    return {}
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_one_epoch_run_writes_a_full_record(
+    method: str, small_data: dict, teacher_checkpoints: dict, tmp_path: Path
+) -> None:
+    cls = method_class(method)
+    params = dict(GRID_PARAMS.get(method, {}))
+    if "ta" in cls.params:
+        params["ta"] = "resnet8"
+    cfg = TrainConfig(
+        method=method,
+        student="resnet8",
+        epochs=1,
+        seed=0,
+        val_size=500,
+        device="cpu",
+        runs_dir=str(tmp_path),
+        method_params=params,
+        **_teacher_args(method, teacher_checkpoints),
+        **small_data,
+    )
+    run_dirs = run_method(cfg, progress=False)
+    assert run_dirs
+    if issubclass(cls, GridMethod):
+        assert len(run_dirs) > 1
+    for run_dir in run_dirs:
+        rec = RunRecord(run_dir)
+        metrics = rec.metrics()
+        assert metrics["status"] == "completed", metrics.get("error")
+        assert metrics["final_test_acc"] is not None
+        assert len(rec.history()) == 1
+        config = rec.config()
+        assert config["train_size"] == 2000
+        assert "method_record" in config
+    final = RunRecord(run_dirs[-1]).config()
+    assert final["method"] == method or final.get("grid") == method

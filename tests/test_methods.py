@@ -1,0 +1,130 @@
+"""Distillation methods: losses against hand computations, registry, parameters."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlib.errors import KdlibError
+from kdlib.methods import create_method, kd_loss, list_methods, method_class
+
+
+def _softmax(row: list[float], T: float) -> list[float]:
+    e = [math.exp(v / T) for v in row]
+    return [v / sum(e) for v in e]
+
+
+def _hand_kl(student: list[list[float]], teacher: list[list[float]], T: float) -> float:
+    """T^2 * mean over the batch of sum_c p_t log(p_t / p_s), computed with plain floats."""
+    total = 0.0
+    for s_row, t_row in zip(student, teacher, strict=True):
+        ps, pt = _softmax(s_row, T), _softmax(t_row, T)
+        total += sum(t * math.log(t / s) for s, t in zip(ps, pt, strict=True))
+    return T * T * total / len(student)
+
+
+class Fixed(nn.Module):
+    """A 'model' that maps each input row index to fixed logits (for hand-checkable losses)."""
+
+    def __init__(self, logits: list[list[float]], trainable: bool = True):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits), requires_grad=trainable)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[x.long().flatten()]
+
+
+STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+TEACHER = [[2.0, 1.0, 0.0], [0.5, 0.5, 4.0]]
+LABELS = torch.tensor([1, 2])
+INDEX = torch.tensor([0, 1])
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0, 5.0])
+def test_kd_loss_matches_hand_computation(T: float) -> None:
+    got = kd_loss(torch.tensor(STUDENT), torch.tensor(TEACHER), T).item()
+    assert got == pytest.approx(_hand_kl(STUDENT, TEACHER, T), rel=1e-5)
+
+
+def test_kd_loss_is_zero_when_student_equals_teacher() -> None:
+    x = torch.randn(8, 10)
+    assert kd_loss(x, x.clone(), 5.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(("T", "lam"), [(5.0, 0.5), (2.0, 0.0), (10.0, 1.0), (5.0, 0.7)])
+def test_kd_method_total_loss(T: float, lam: float) -> None:
+    method = create_method("kd", Fixed(STUDENT), Fixed(TEACHER), T=T, **{"lambda": lam})
+    logits, losses = method(INDEX, LABELS)
+    ce = sum(-math.log(_softmax(r, 1.0)[y]) for r, y in zip(STUDENT, [1, 2], strict=True)) / 2
+    expected = (1 - lam) * ce + lam * _hand_kl(STUDENT, TEACHER, T)
+    assert set(losses) == {"ce", "kd"}
+    assert sum(losses.values()).item() == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(logits, torch.tensor(STUDENT))
+
+
+def test_kd_defaults_are_the_papers() -> None:
+    method = create_method("kd", Fixed(STUDENT), Fixed(TEACHER))
+    assert method.hparams == {"T": 5.0, "lambda": 0.5}
+
+
+def test_nokd_is_cross_entropy() -> None:
+    method = create_method("nokd", Fixed(STUDENT))
+    _, losses = method(INDEX, LABELS)
+    expected = F.cross_entropy(torch.tensor(STUDENT), LABELS).item()
+    assert losses["ce"].item() == pytest.approx(expected)
+
+
+def test_teacher_is_frozen_and_stays_in_eval_mode() -> None:
+    teacher = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    student = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    method = create_method("kd", student, teacher)
+    method.train()
+    assert student.training and not teacher.training
+    trainable = {id(p) for p in method.trainable_parameters()}
+    assert trainable == {id(p) for p in student.parameters()}
+    running_mean = teacher[1].running_mean.clone()
+    _, losses = method(torch.randn(6, 3), torch.randint(0, 3, (6,)))
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert torch.equal(teacher[1].running_mean, running_mean)  # eval mode: stats untouched
+
+
+def test_registry_lists_methods_with_descriptions() -> None:
+    assert {"nokd", "kd"} <= set(list_methods())
+    for name in list_methods():
+        assert method_class(name).description
+
+
+def test_unknown_method_lists_valid_ones() -> None:
+    with pytest.raises(KdlibError, match="unknown method 'kdd'.*kd, nokd|valid methods: .*kd"):
+        method_class("kdd")
+
+
+def test_kd_without_teacher_is_an_error() -> None:
+    with pytest.raises(KdlibError, match="needs a teacher"):
+        create_method("kd", Fixed(STUDENT))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"T": 0}, "T=0 is out of range"),
+        ({"T": -1.0}, "out of range"),
+        ({"T": "hot"}, "is not a float"),
+        ({"lambda": 1.5}, "0 <= lambda <= 1"),
+        ({"lambda": -0.1}, "0 <= lambda <= 1"),
+        ({"alpha": 1.0}, "has no parameter 'alpha'"),
+    ],
+)
+def test_bad_parameters_are_rejected(params: dict, message: str) -> None:
+    with pytest.raises(KdlibError, match=message):
+        create_method("kd", Fixed(STUDENT), Fixed(TEACHER), **params)
+
+
+def test_string_parameters_from_the_cli_are_converted() -> None:
+    method = create_method("kd", Fixed(STUDENT), Fixed(TEACHER), T="4", **{"lambda": "0.7"})
+    assert method.hparams == {"T": 4.0, "lambda": 0.7}
