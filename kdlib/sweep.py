@@ -1,0 +1,332 @@
+"""Sweeps: a YAML grid of runs, expanded, validated up front, run one after another.
+
+A sweep file::
+
+    name: paper_table3
+    base:                    # TrainConfig settings shared by every run
+      dataset: cifar10
+      epochs: 200
+    grid:                    # the product of these lists; a dict entry sets several fields
+      method: [nokd, kd, takd]
+      pair:
+        - {teacher: resnet26, student: resnet8, teacher_checkpoint: ckpt/resnet26.pth}
+      seed: [0, 1, 2]
+
+Re-running a sweep skips runs that already completed and resumes interrupted ones (the
+run's configuration hash finds it); a run another process is working on is skipped (its
+lock is held), so two sweeps over the same ``runs/`` never run a configuration twice.
+A failed or diverged run is recorded as such and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from kdlib.config import TrainConfig
+from kdlib.errors import KdlibError
+from kdlib.io import read_yaml
+from kdlib.locks import RunLocked
+from kdlib.methods import method_class
+from kdlib.runs import RunRecord
+
+_TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
+_TEACHER_FIELDS = ("teacher", "teacher_checkpoint", "teacher_epochs")
+
+
+@dataclass
+class Sweep:
+    """A named grid of runs."""
+
+    name: str
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    description: str = ""
+    # Leave out (and report) combinations a method cannot run, e.g. feature distillation
+    # between architectures whose stages do not match, instead of rejecting the file.
+    skip_invalid: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "sweep") -> Sweep:
+        """Check the file's structure; every run's settings are checked by ``expand``."""
+        if not isinstance(data, dict):
+            raise KdlibError(f"{where}: expected a mapping with keys name, base, grid")
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            raise KdlibError(
+                f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(_TOP_KEYS))}"
+            )
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise KdlibError(f"{where}: name must be a non-empty string")
+        base = data.get("base") or {}
+        if not isinstance(base, dict):
+            raise KdlibError(f"{where}: base must be a mapping of TrainConfig settings")
+        grid = data.get("grid") or {}
+        if not isinstance(grid, dict):
+            raise KdlibError(f"{where}: grid must be a mapping of setting -> list of values")
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise KdlibError(f"{where}: grid.{key} must be a non-empty list")
+        skip_invalid = data.get("skip_invalid", False)
+        if not isinstance(skip_invalid, bool):
+            raise KdlibError(f"{where}: skip_invalid must be true or false")
+        return cls(
+            name=name,
+            base=base,
+            grid=grid,
+            description=data.get("description", ""),
+            skip_invalid=skip_invalid,
+        )
+
+    def expand(self, overrides: dict[str, Any] | None = None) -> list[TrainConfig]:
+        """Every run of the grid as a validated ``TrainConfig`` (``overrides`` win).
+
+        Methods that need no teacher get none, so ``nokd`` in a grid of teacher/student
+        pairs is the plain student, run once per student rather than once per pair.
+        """
+        keys = list(self.grid)
+        self.skipped = []
+        configs: list[TrainConfig] = []
+        seen: set[str] = set()
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            values = dict(self.base)
+            for key, value in zip(keys, combo, strict=True):
+                if isinstance(value, dict):
+                    values.update(value)
+                else:
+                    values[key] = value
+            values.update(overrides or {})
+            where = f"sweep {self.name!r} run " + ", ".join(
+                ",".join(f"{k2}={v2}" for k2, v2 in v.items() if k2 != "teacher_checkpoint")
+                if isinstance(v, dict)
+                else f"{k}={v}"
+                for k, v in zip(keys, combo, strict=True)
+            )
+            method = values.get("method", "nokd")
+            if isinstance(method, str) and not method_class(method).needs_teacher:
+                for key in _TEACHER_FIELDS:
+                    values.pop(key, None)
+            cfg = TrainConfig.from_dict(values, where)
+            try:
+                cfg.validate()
+            except KdlibError as e:
+                if self.skip_invalid and isinstance(values.get("method"), str):
+                    self.skipped.append((where, str(e)))
+                    continue
+                raise KdlibError(f"{where}: {e}") from None
+            identity = repr(sorted(cfg.to_dict().items()))
+            if identity not in seen:
+                seen.add(identity)
+                configs.append(cfg)
+        return configs
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file."""
+    data = read_yaml(path, f"sweep file {str(path)!r}")
+    return Sweep.from_dict(data, where=str(path))
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "run.ipynb"
+_PATH_FIELDS = ("runs_dir", "data_dir", "cache_dir")
+
+
+def _absolute(cfg: TrainConfig) -> TrainConfig:
+    """The same config with absolute paths, so it means the same in any working folder."""
+    values = cfg.to_dict()
+    for key in _PATH_FIELDS:
+        if values[key] is not None:
+            values[key] = str(Path(values[key]).absolute())
+    if cfg.teacher_checkpoint:
+        values["teacher_checkpoint"] = ",".join(
+            str(Path(p).absolute()) for p in cfg.teacher_checkpoints()
+        )
+    return TrainConfig.from_dict(values)
+
+
+def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[Path]:
+    """Run ``cfg`` by executing ``run.ipynb`` with papermill; the executed copy, outputs
+    included, is saved as ``run.ipynb`` in each run directory it made.
+
+    When the notebook fails, the run it was making is marked ``failed`` with the error
+    (if training had not already recorded that), and the ``KdlibError`` is raised.
+    """
+    import tempfile
+
+    from kdlib.io import atomic_write
+    from kdlib.notebooks import execute_notebook
+    from kdlib.train import collect_runs
+
+    cfg = _absolute(cfg)
+    error: KdlibError | None = None
+    with tempfile.TemporaryDirectory(prefix="kdlib-run-") as tmp:
+        executed = Path(tmp) / "run.ipynb"
+        with collect_runs() as found:
+            try:
+                parameters = {"config": cfg.to_dict(), "progress": False}
+                execute_notebook(notebook, executed, parameters, cwd=Path.cwd())
+            except KdlibError as e:
+                error = e
+        run_dirs = list(dict.fromkeys(path for _, path in found))
+        for run_dir in run_dirs:
+            if executed.exists():
+                with atomic_write(run_dir / "run.ipynb", "wb") as f:
+                    f.write(executed.read_bytes())
+    if error is not None:
+        if run_dirs:
+            rec = RunRecord(run_dirs[-1])
+            metrics = rec.metrics()
+            if metrics.get("status") in ("running", "completed"):
+                rec.write_metrics({**metrics, "status": "failed", "error": str(error)})
+        raise error
+    return run_dirs
+
+
+def _describe(cfg: TrainConfig) -> dict[str, Any]:
+    """The columns that name a run in a sweep's summary table."""
+    return {
+        "method": cfg.method,
+        "student": cfg.student,
+        "teacher": cfg.teacher,
+        "dataset": cfg.dataset,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+    }
+
+
+def run_one(cfg: TrainConfig, via: str = "direct") -> dict[str, Any]:
+    """Run one configuration for a sweep; a run's own failure is reported, never raised."""
+    from kdlib.train import collect_runs, run_method
+
+    summary = _describe(cfg)
+    try:
+        with collect_runs() as found:
+            if via == "notebook":
+                run_via_notebook(cfg)
+            else:
+                run_method(cfg, progress=False)
+    except RunLocked:
+        return {**summary, "status": "running elsewhere"}
+    except Exception as e:  # recorded in the run's metrics.json too, if it got that far
+        return {**summary, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+    if not found:
+        return {**summary, "status": "failed", "error": "the run made no run directory"}
+    kind, run_dir = found[-1]
+    metrics = RunRecord(run_dir).metrics()
+    status = metrics.get("status")
+    if status == "completed" and kind == "reused":
+        status = "done before"  # completed by an earlier or concurrent sweep: not run again
+    return {
+        **summary,
+        "status": status,
+        "run_dir": str(run_dir),
+        "final_test_acc": metrics.get("final_test_acc"),
+        "test_acc_at_best_val": metrics.get("test_acc_at_best_val"),
+    }
+
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def run_sweep(
+    sweep: Sweep,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    executor: str = "local",
+    via: str = "direct",
+    slurm: dict[str, Any] | None = None,
+    jobs_dir: str | Path = "runs/.jobs",
+) -> pd.DataFrame:
+    """Run every configuration of ``sweep`` and return a summary table.
+
+    ``local`` runs them here one after another; ``slurm`` submits each as a job with one
+    GPU through submitit (``submitit-local`` is the same code path with submitit's local
+    executor, for testing without a cluster). ``via`` is ``direct`` (kdlib.train) or
+    ``notebook`` (papermill on notebooks/run.ipynb, kept in the run's directory).
+    """
+    if executor not in EXECUTORS:
+        raise KdlibError(f"--executor={executor!r}: valid: {', '.join(EXECUTORS)}")
+    if via not in ("direct", "notebook"):
+        raise KdlibError(f"--via={via!r}: valid: direct, notebook")
+    configs = sweep.expand(overrides)
+    if executor == "local":
+        return pd.DataFrame(
+            [
+                run_one(cfg, via)
+                for cfg in tqdm(configs, desc=f"sweep {sweep.name}", disable=not progress)
+            ]
+        )
+    try:
+        import submitit
+    except ImportError:
+        raise KdlibError("--executor slurm needs submitit: pip install submitit") from None
+    folder = Path(jobs_dir) / sweep.name
+    if executor == "slurm":
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+        ex.update_parameters(gpus_per_node=1, tasks_per_node=1, nodes=1, **(slurm or {}))
+    else:
+        ex = submitit.LocalExecutor(folder=str(folder))
+        ex.update_parameters(timeout_min=int((slurm or {}).get("timeout_min", 60)))
+    ex.update_parameters(name=f"kdlib-{sweep.name}")
+    jobs = [ex.submit(run_one, _absolute(cfg), via) for cfg in configs]
+    rows = []
+    for cfg, job in tqdm(
+        list(zip(configs, jobs, strict=True)), desc=f"sweep {sweep.name}", disable=not progress
+    ):
+        try:
+            rows.append(job.result())
+        except Exception as e:  # the job itself died (killed, out of time or memory)
+            rows.append(
+                {**_describe(cfg), "status": "failed", "error": f"job {job.job_id}: {e}"[:500]}
+            )
+    return pd.DataFrame(rows)
+
+
+_SKIPPED = ("running elsewhere", "done before")
+
+
+def run_sweep_parallel(
+    path: str | Path,
+    sets: list[str],
+    processes: int,
+    progress: bool = True,
+    via: str = "direct",
+) -> pd.DataFrame:
+    """Pack several runs onto this machine (one GPU) at once: ``processes`` sweep workers.
+
+    Each worker walks the same list; the per-run locks hand each run to exactly one of
+    them, so they spread over the runs without any other coordination.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kdlib-sweep-") as tmp:
+        outs = [Path(tmp) / f"worker{i}.json" for i in range(processes)]
+        cmd = [sys.executable, "-m", "kdlib", "sweep", str(path), "--quiet", "--via", via]
+        for item in sets:
+            cmd += ["--set", item]
+        workers = [
+            subprocess.Popen([*cmd, "--summary-json", str(out)], stdout=subprocess.DEVNULL)
+            for out in outs
+        ]
+        for worker in tqdm(workers, desc=f"{processes} sweep workers", disable=not progress):
+            worker.wait()
+        tables = [json.loads(out.read_text()) if out.exists() else None for out in outs]
+    done = [t for t in tables if t is not None]
+    if not done:
+        raise KdlibError(f"all {processes} sweep workers failed; run without --parallel to see why")
+    rows = []
+    for i in range(len(done[0])):
+        candidates = [t[i] for t in done]
+        ran = [r for r in candidates if r.get("status") not in _SKIPPED]
+        rows.append(ran[0] if ran else candidates[0])
+    return pd.DataFrame(rows)

@@ -1,0 +1,107 @@
+"""The notebooks: kept clean, parameterised, and they run (papermill, kernel ``python3``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kdlib.notebooks import FIGURES, execute_notebook, expected_files, render_all
+from kdlib.runs import RunRecord
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+FIXTURE = REPO / "tests" / "fixtures" / "runs"
+
+
+@pytest.fixture(autouse=True)
+def _two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels inherit the environment: keep their torch to two threads, like the tests."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterised(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, "strip outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    if path.name in FIGURES:
+        assert re.search(r"^runs_dir = ", tagged[0].source, re.M)
+        assert re.search(r"^figures_dir = ", tagged[0].source, re.M)
+
+
+def test_every_figure_notebook_exists() -> None:
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {*FIGURES, "run.ipynb"}
+
+
+def test_figure_notebooks_render_the_fixture_runs(tmp_path: Path) -> None:
+    figures_dir = tmp_path / "figures"
+    written = render_all(FIXTURE, figures_dir, NOTEBOOKS, executed_dir=tmp_path / "executed")
+    assert written == expected_files(figures_dir)
+    for path in written:
+        assert path.is_file() and path.stat().st_size > 0, path
+    index = (figures_dir / "README.md").read_text()
+    for stems in FIGURES.values():
+        for stem in stems:
+            assert f"**{stem}**" in index and f"]({stem}.svg)" in index
+    assert "(47 completed runs)" in index
+    summary = (figures_dir / "reproducibility_summary.md").read_text()
+    assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in summary
+    assert "SYNTHETIC FIXTURE DATA" in summary
+    executed = nbformat.read(tmp_path / "executed" / "generalization.ipynb", as_version=4)
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    assert any("image/png" in o["data"] for o in images)
+
+
+def test_figure_notebooks_render_before_any_run(tmp_path: Path) -> None:
+    figures_dir = tmp_path / "figures"
+    render_all(tmp_path / "no-runs-yet", figures_dir, NOTEBOOKS)
+    index = (figures_dir / "README.md").read_text()
+    assert "(0 completed runs)" in index
+
+
+def test_run_notebook_trains_one_run(tiny_data: dict[str, str], tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    params = {
+        "method": "nokd",
+        "dataset": "cifar10",
+        "teacher": None,
+        "student": "resnet8",
+        "teacher_checkpoint": None,
+        "epochs": 1,
+        "seed": 3,
+        "train_limit": 100,  # one batch: the notebook is under test, not training
+        "val_size": 100,
+        "device": "cpu",
+        "runs_dir": str(runs_dir),
+        "data_dir": tiny_data["data_dir"],
+        "cache_dir": tiny_data["cache_dir"],
+        "method_params": {},
+        "progress": False,
+    }
+    out = execute_notebook(NOTEBOOKS / "run.ipynb", tmp_path / "run.ipynb", params)
+    nb = nbformat.read(out, as_version=4)
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    run_dirs = re.findall(r"^RUN_DIR=(.+)$", text, re.M)
+    assert len(run_dirs) == 1
+    run_dir = Path(run_dirs[0])
+    assert run_dir.parent == runs_dir.resolve()
+    rec = RunRecord(run_dir)
+    metrics, config = rec.metrics(), rec.config()
+    assert metrics["status"] == "completed" and metrics["epochs_completed"] == 1
+    assert 0.0 <= metrics["final_test_acc"] <= 100.0
+    assert (config["method"], config["student"], config["epochs"]) == ("nokd", "resnet8", 1)
+    assert (config["seed"], config["val_size_actual"], config["teacher"]) == (3, 100, None)
+    assert list(rec.history()["epoch"]) == [1]
+    # the curves cell drew a figure of the run
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    assert any("image/png" in o["data"] for o in images)

@@ -1,0 +1,178 @@
+"""Sweeps: expansion, the shipped paper sweep files, executors (local, submitit's local
+executor), running via the papermill notebook, interruption and failure handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdlib.runs import load_runs
+from kdlib.sweep import Sweep, load_sweep, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+TWO_RUNS = """
+name: two
+base: {{method: nokd, student: resnet8, batch_size: 50, val_size: 100, device: cpu,
+        checkpoint_every: 1, runs_dir: {runs}, data_dir: {data_dir}, cache_dir: {cache_dir}}}
+grid:
+  epochs: [{first}, {second}]
+"""
+
+
+def _sweep_file(tmp_path: Path, tiny_data: dict, first: int = 1, second: int = 2) -> Path:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        TWO_RUNS.format(runs=tmp_path / "runs", first=first, second=second, **tiny_data)
+    )
+    return path
+
+
+def _kdlib(*args: str, fault: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "KDLIB_FAULT": fault, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "kdlib", *args], capture_output=True, text=True, env=env
+    )
+
+
+def _statuses(out: str) -> list[str]:
+    return [line.split()[0] for line in out.strip().splitlines()[1:]]
+
+
+@pytest.mark.parametrize(
+    "name", ["paper_table3", "paper_table4", "paper_table2", "kdparam", "generalization"]
+)
+def test_shipped_sweep_files_expand(name: str, reference_checkpoints: Path) -> None:
+    sweep = load_sweep(REPO / "sweeps" / f"{name}.yaml")
+    configs = sweep.expand({"data_dir": str(reference_checkpoints.parent)})
+    assert len({c.seed for c in configs}) == 3
+    methods = {c.method for c in configs}
+    if name == "paper_table3":
+        assert methods == {
+            "nokd",
+            "kd",
+            "takd",
+            "uda",
+            "mkd",
+            "rkd",
+            "sfd",
+            "oh",
+            "pkd",
+            "ab",
+            "triplet",
+        }
+        assert len(configs) == 33 and {c.epochs for c in configs} == {200}
+    if name == "paper_table4":
+        assert methods == {"uda", "takd", "kd", "uda_nokd", "nokd"}
+        assert {c.epochs for c in configs} == {350}
+    if name == "paper_table2":
+        assert {c.teacher for c in configs} == {
+            "resnet8",
+            "resnet20",
+            "resnet26",
+            "resnet18",
+            "wrn10_1",
+            "wrn16_4",
+        }
+    if name == "generalization":
+        assert {(c.teacher, c.student) for c in configs if c.teacher} >= {
+            ("resnet26", "resnet8"),
+            ("resnet56", "resnet20"),
+            ("wrn16_4", "wrn16_1"),
+            ("resnet18", "resnet8"),
+        }
+        assert {c.dataset for c in configs} == {"cifar10", "cifar100"}
+        assert sweep.skipped  # feature methods that cannot bridge two architectures
+
+
+def test_methods_without_teacher_drop_the_pair_teacher() -> None:
+    sweep = Sweep.from_dict(
+        {
+            "name": "s",
+            "grid": {
+                "pair": [
+                    {"teacher": "resnet14", "student": "resnet8"},
+                    {"teacher": "resnet20", "student": "resnet8"},
+                ],
+                "method": ["nokd", "kd"],
+            },
+        }
+    )
+    configs = sweep.expand({"epochs": 1})
+    assert sorted((c.method, c.teacher) for c in configs) == [
+        ("kd", "resnet14"),
+        ("kd", "resnet20"),
+        ("nokd", None),
+    ]
+
+
+def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    path = _sweep_file(tmp_path, tiny_data)
+    killed = _kdlib("sweep", str(path), "--quiet", fault="epoch-end:2")
+    assert killed.returncode == -signal.SIGKILL
+    df = load_runs(tmp_path / "runs").sort_values("epochs")
+    assert list(df["status"]) == ["completed", "running"]
+    again = _kdlib("sweep", str(path), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert _statuses(again.stdout) == ["done", "completed"]  # "done before", then the rest
+    df = load_runs(tmp_path / "runs").sort_values("epochs")
+    assert list(df["status"]) == ["completed", "completed"] and len(df) == 2
+    assert json.loads(df["resumed_at_epochs"].iloc[1]) == [1]
+
+
+def test_submitit_local_executor_interrupted_then_rerun(tiny_data: dict, tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    path = _sweep_file(tmp_path, tiny_data)
+    jobs = str(tmp_path / "jobs")
+    first = _kdlib(
+        "sweep",
+        str(path),
+        "--quiet",
+        "--executor",
+        "submitit-local",
+        "--jobs-dir",
+        jobs,
+        fault="epoch-end:2",
+    )
+    assert first.returncode == 0, first.stderr
+    assert _statuses(first.stdout) == ["completed", "failed"]  # the second job was killed
+    again = _kdlib(
+        "sweep", str(path), "--quiet", "--executor", "submitit-local", "--jobs-dir", jobs
+    )
+    assert again.returncode == 0, again.stderr
+    assert _statuses(again.stdout) == ["done", "completed"]
+    assert set(load_runs(tmp_path / "runs")["status"]) == {"completed"}
+
+
+def test_sweep_via_notebook_keeps_the_executed_notebook(tiny_data: dict, tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    path = _sweep_file(tmp_path, tiny_data, first=1, second=1)
+    table = run_sweep(load_sweep(path), progress=False, via="notebook")
+    assert list(table["status"]) == ["completed"]
+    run_dir = Path(table["run_dir"].iloc[0])
+    nb = json.loads((run_dir / "run.ipynb").read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any(f"RUN_DIR={run_dir}" in "".join(o.get("text", "")) for o in outputs)
+
+
+def test_papermill_failure_marks_the_run_failed_and_the_sweep_goes_on(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    pytest.importorskip("papermill")
+    path = _sweep_file(tmp_path, tiny_data, first=2, second=1)
+    out = _kdlib("sweep", str(path), "--quiet", "--via", "notebook", fault="raise:epoch-end:2")
+    assert out.returncode == 0, out.stderr
+    assert _statuses(out.stdout) == ["failed", "completed"]
+    df = load_runs(tmp_path / "runs").set_index("epochs")
+    assert df.loc[2, "status"] == "failed"
+    assert "fault injected at epoch-end:2" in df.loc[2, "error"]
+    assert df.loc[1, "status"] == "completed"
+    assert (Path(df.loc[2, "path"]) / "run.ipynb").exists()  # the failed notebook is kept
