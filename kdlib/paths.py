@@ -26,6 +26,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     return Path.home() / ".cache" / "kdlib"
 
 
-def weights_dir(cache_dir: str | os.PathLike | None, run_id: str) -> Path:
-    """Where a run's trained weights go: in the cache, outside ``runs/`` (kept small)."""
-    return resolve_cache_dir(cache_dir) / "weights" / run_id
+def weights_root(cache_dir: str | os.PathLike | None) -> Path:
+    """Where runs keep their training checkpoints and weights: in the cache, outside
+    ``runs/`` (kept small). Each run claims its own folder below it (``state_dir``)."""
+    return resolve_cache_dir(cache_dir) / "weights"

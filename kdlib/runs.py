@@ -28,33 +28,50 @@ from typing import Any
 import pandas as pd
 
 from kdlib.errors import KdlibError
-from kdlib.io import read_json, write_json, write_text
+from kdlib.io import claim_dir, read_json, write_json, write_text
 
 CONFIG, ENV, HISTORY, METRICS = "config.json", "env.json", "history.csv", "metrics.json"
 STATUSES = ("running", "completed", "failed", "diverged")
 
-# Settings that do not change what a run computes; left out of its identity hash.
+# Keys of config.json that do not change what a run computes, left out of its identity
+# hash: where files go, where it ran, and what the run itself found out (a method's
+# record, such as AB's initialisation time, or the path of a teacher trained first,
+# whose settings are already in the hash). A teacher checkpoint counts by its content
+# (``teacher_checkpoint_sha256``), not by how its path is spelled.
 _NOT_IDENTITY = {
     "runs_dir",
     "data_dir",
     "cache_dir",
+    "state_dir",
     "device",
     "run_id",
-    "progress",
     "checkpoint_every",
+    "method_record",
+    "teacher_run",
+    "teacher_checkpoint",
+    "config_hash",
 }
 
 
 def identity_keys(config: dict[str, Any]) -> list[str]:
     """The settings that define a run's result (not where it ran or where files go)."""
-    return [k for k in config if k not in _NOT_IDENTITY and k != "config_hash"]
+    return [k for k in config if k not in _NOT_IDENTITY]
+
+
+def _short_hash(obj: dict[str, Any]) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
 
 
 def config_hash(config: dict[str, Any]) -> str:
     """A short stable hash of the settings that define a run's result."""
-    ident = {k: config[k] for k in identity_keys(config)}
-    blob = json.dumps(ident, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+    return _short_hash({k: config[k] for k in identity_keys(config)})
+
+
+def setting_hash(config: dict[str, Any]) -> str:
+    """``config_hash`` without the seed: runs with equal setting hashes are seeds of one
+    experiment and may be pooled; runs that differ in anything else may not."""
+    return _short_hash({k: config[k] for k in identity_keys(config) if k != "seed"})
 
 
 def new_run_id(
@@ -92,21 +109,15 @@ class RunRecord:
     def create(
         cls, runs_dir: str | Path, run_id: str, config: dict[str, Any], env: dict[str, Any]
     ) -> RunRecord:
-        """Make a new run directory (a unique one: ``-2``, ``-3``... on a name clash)."""
-        runs_dir = Path(runs_dir)
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        path, k = runs_dir / run_id, 1
-        while True:
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                k += 1
-                path = runs_dir / f"{run_id}-{k}"
-        rec = cls(path)
-        write_json(path / CONFIG, {**config, "run_id": path.name})
-        write_json(path / ENV, env)
+        """Make a new run directory (a unique one: ``-2``, ``-3``... on a name clash).
+
+        ``config.json`` is written last: a directory without it is not (yet) a run, so a
+        process killed half-way never leaves a run that cannot be read or resumed.
+        """
+        rec = cls(claim_dir(runs_dir, run_id))
+        write_json(rec.path / ENV, env)
         rec.write_metrics({"status": "running"})
+        write_json(rec.path / CONFIG, {**config, "run_id": rec.run_id})
         return rec
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
@@ -179,7 +190,8 @@ def load_runs(path: str | Path = "runs") -> pd.DataFrame:
 
     Columns: ``run_id``, ``path``, ``status`` and the config keys as they are
     (``method``, ``student``, ``teacher``, ``dataset``, ``epochs``, ``seed``,
-    ``method_params.T``...), the metrics keys (``final_test_acc``...), and the
+    ``method_params.T``...), ``setting_hash`` (equal for the seeds of one experiment),
+    the metrics keys (``final_test_acc``...), and the
     environment under ``env.`` (``env.device_name``...). A run whose metrics are missing
     or unreadable gets status ``incomplete`` or ``unreadable``, never ``completed``.
     """
@@ -188,8 +200,9 @@ def load_runs(path: str | Path = "runs") -> pd.DataFrame:
         rec = RunRecord(run_dir)
         row: dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir)}
         try:
-            row.update(_flatten("", rec.config()))
-            row["run_id"] = run_dir.name
+            config = rec.config()
+            row.update(_flatten("", config))
+            row.update(run_id=run_dir.name, setting_hash=setting_hash(config))
         except (OSError, ValueError) as e:
             rows.append({**row, "status": "unreadable", "error": f"config.json: {e}"})
             continue

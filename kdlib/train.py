@@ -31,7 +31,7 @@ from kdlib.data import CifarData, DeviceLoader, load_dataset, split_validation, 
 from kdlib.environment import environment_info, resolve_device
 from kdlib.errors import KdlibError
 from kdlib.evaluate import default_eval_batch_size, evaluate
-from kdlib.io import read_json
+from kdlib.io import claim_dir, file_sha256, read_json
 from kdlib.locks import run_lock
 from kdlib.methods import (
     Distiller,
@@ -42,7 +42,7 @@ from kdlib.methods import (
     resolve_params,
 )
 from kdlib.models import create_model, load_weights, save_weights
-from kdlib.paths import weights_dir
+from kdlib.paths import weights_root
 from kdlib.resume import load_checkpoint, restore_checkpoint, save_checkpoint
 from kdlib.runs import CONFIG, RunRecord, config_hash, identity_keys, new_run_id
 from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed
@@ -401,6 +401,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         val_size_actual=0 if val_loader is None else val_loader.num_examples,
         test_size=test_loader.num_examples,
     )
+    if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
+        config["teacher_checkpoint_sha256"] = [file_sha256(c) for c in cfg.teacher_checkpoints()]
     config["config_hash"] = config_hash(config)
     with run_lock(cfg.runs_dir, config["config_hash"]):
         record = find_run(cfg.runs_dir, config["config_hash"])
@@ -423,8 +425,10 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
                 tqdm.write(f"{record.run_id}: already completed, not run again")
             return record.path
         if record is None:
-            env = environment_info(device)
-            record = RunRecord.create(cfg.runs_dir, new_run_id(config), config, env)
+            run_id = new_run_id(config)
+            state_dir = claim_dir(weights_root(cfg.cache_dir), run_id)
+            config["state_dir"] = str(state_dir)
+            record = RunRecord.create(cfg.runs_dir, run_id, config, environment_info(device))
         _report_run_dir(record.path, reused=False)
         loop = _Loop(cfg, record, distiller, optimizer, scheduler, device, progress, speed)
         loop.run(train_loader, val_loader, test_loader)
@@ -453,7 +457,9 @@ class _Loop:
             device,
             progress,
         )
-        self.checkpoint_path = weights_dir(cfg.cache_dir, record.run_id) / "checkpoint.pt"
+        # the folder in the cache this run claimed when it was created (never shared)
+        self.state_dir = Path(record.config()["state_dir"])
+        self.checkpoint_path = self.state_dir / "checkpoint.pt"
         self.history: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
         self.start = time.time()
@@ -509,7 +515,7 @@ class _Loop:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 if not self._epoch(epoch, train_loader, val_loader, test_loader):
                     return
-            weights = weights_dir(cfg.cache_dir, self.record.run_id) / "student.pt"
+            weights = self.state_dir / "student.pt"
             save_weights(student, weights)
             if cfg.save_weights:
                 shutil.copyfile(weights, self.record.path / "student.pt")

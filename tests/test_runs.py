@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdlib.io import atomic_write, write_json
-from kdlib.runs import RunRecord, config_hash, load_runs, new_run_id
+from kdlib.runs import RunRecord, config_hash, load_runs, new_run_id, setting_hash
 from kdlib.train import summarize
 
 CONFIG = {
@@ -93,6 +93,17 @@ def test_config_hash_ignores_paths_and_device_but_not_settings() -> None:
     assert config_hash({**CONFIG, "runs_dir": "/x", "device": "cuda"}) == base
     assert config_hash({**CONFIG, "seed": 2}) != base
     assert config_hash({**CONFIG, "method_params": {"T": 4.0}}) != base
+    # what the run found out, and how a teacher's path is spelled, are not settings
+    found = {"method_record": {"init_seconds": 3.2}, "teacher_run": "runs/x"}
+    assert config_hash({**CONFIG, **found, "teacher_checkpoint": "../t.pth"}) == base
+    assert config_hash({**CONFIG, "teacher_checkpoint_sha256": ["ab12"]}) != base
+
+
+def test_setting_hash_pools_seeds_and_nothing_else() -> None:
+    base = setting_hash(CONFIG)
+    assert setting_hash({**CONFIG, "seed": 7}) == base
+    assert setting_hash({**CONFIG, "teacher_checkpoint_sha256": ["ab12"]}) != base
+    assert setting_hash({**CONFIG, "method_params": {"T": 4.0}}) != base
 
 
 def test_run_id_is_readable_and_unique_within_a_second() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 import kdlib.train
 from kdlib.config import TrainConfig
 from kdlib.errors import KdlibError
+from kdlib.locks import RunLocked, run_lock
 from kdlib.models import create_model, save_weights
 from kdlib.runs import RunRecord, load_runs, new_run_id
 from kdlib.train import run_training
@@ -94,26 +96,79 @@ def test_same_seed_same_result_on_cpu(tiny_data: dict, tmp_path: Path) -> None:
     a = RunRecord(run_training(_cfg(tiny_data, tmp_path / "a", epochs=1), progress=False))
     b = RunRecord(run_training(_cfg(tiny_data, tmp_path / "b", epochs=1), progress=False))
     c = RunRecord(run_training(_cfg(tiny_data, tmp_path / "c", epochs=1, seed=1), progress=False))
-    assert a.path.parent != b.path.parent
     cols = ["train_loss", "test_acc", "val_acc"]
     assert a.history()[cols].equals(b.history()[cols])
     assert not a.history()[cols].equals(c.history()[cols])
 
 
-def test_same_config_in_two_runs_dirs_in_one_second_shares_nothing(
+def test_same_config_in_two_runs_dirs_under_one_name_shares_nothing(
     tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both runs train and record their own history, even when their ids start alike:
-    their checkpoints live in the shared cache under the run id."""
+    """Both runs train and record their own history even when their run ids are equal
+    (same configuration, same second, no random token): each claims its own folder in the
+    shared cache for its checkpoint and weights."""
     frozen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(kdlib.train, "new_run_id", lambda c: new_run_id(c, now=frozen))
+    monkeypatch.setattr(kdlib.train, "new_run_id", lambda c: new_run_id(c, now=frozen, token=""))
     a = RunRecord(run_training(_cfg(tiny_data, tmp_path / "a", epochs=1), progress=False))
     b = RunRecord(run_training(_cfg(tiny_data, tmp_path / "b", epochs=1), progress=False))
-    assert a.run_id != b.run_id
+    assert a.run_id == b.run_id
     for rec in (a, b):
         assert rec.metrics()["status"] == "completed"
+        assert "resumed_at_epochs" not in rec.metrics()
         assert list(rec.history()["epoch"]) == [1]
+    assert a.config()["state_dir"] != b.config()["state_dir"]
     assert a.metrics()["weights_path"] != b.metrics()["weights_path"]
+
+
+def test_a_held_lock_stops_a_second_process_of_the_same_configuration(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    cfg = _cfg(tiny_data, tmp_path, epochs=1)
+    first = RunRecord(run_training(cfg, progress=False))
+    with run_lock(cfg.runs_dir, first.config()["config_hash"]), pytest.raises(RunLocked):
+        run_training(cfg, progress=False)
+    assert run_training(cfg, progress=False) == first.path
+
+
+def test_teacher_checkpoint_counts_by_content_not_path(
+    tiny_data: dict, tmp_path: Path, teacher_checkpoint: str
+) -> None:
+    def kd(ckpt: str) -> Path:
+        cfg = _cfg(
+            tiny_data,
+            tmp_path,
+            method="kd",
+            teacher="resnet14",
+            teacher_checkpoint=ckpt,
+            epochs=1,
+        )
+        return run_training(cfg, progress=False)
+
+    first = kd(teacher_checkpoint)
+    copy = tmp_path / "elsewhere" / "teacher.pt"
+    copy.parent.mkdir()
+    shutil.copyfile(teacher_checkpoint, copy)
+    assert kd(str(copy)) == first  # same weights under another path: the same run
+    torch.manual_seed(7)
+    save_weights(create_model("resnet14", 10), copy)
+    assert kd(str(copy)) != first  # other weights under that path: a new run
+
+
+def test_a_method_record_does_not_change_the_run_identity(
+    tiny_data: dict, tmp_path: Path, teacher_checkpoint: str
+) -> None:
+    """AB records its initialisation time; re-running must still find the same run."""
+    cfg = _cfg(
+        tiny_data,
+        tmp_path,
+        method="ab",
+        teacher="resnet14",
+        teacher_checkpoint=teacher_checkpoint,
+        epochs=1,
+    )
+    first = run_training(cfg, progress=False)
+    assert "init_seconds" in RunRecord(first).config()["method_record"]
+    assert run_training(cfg, progress=False) == first
 
 
 def test_kd_from_checkpoint_records_teacher(
@@ -197,7 +252,8 @@ def test_rerunning_a_completed_configuration_returns_it_without_training(
 ) -> None:
     first = run_training(_cfg(tiny_data, tmp_path, epochs=1), progress=False)
     stamp = (first / "metrics.json").stat().st_mtime_ns
-    again = run_training(_cfg(tiny_data, tmp_path, epochs=1, device="cpu"), progress=False)
+    # where files go and how often to checkpoint do not make it another run
+    again = run_training(_cfg(tiny_data, tmp_path, epochs=1, checkpoint_every=3), progress=False)
     assert again == first
     assert (first / "metrics.json").stat().st_mtime_ns == stamp
     other = run_training(_cfg(tiny_data, tmp_path, epochs=1, seed=3), progress=False)
