@@ -136,6 +136,7 @@ _TRAIN_ONLY = {"func", "command", "quiet", "config", "resume", "param", "no_nest
 def cmd_train(args: argparse.Namespace) -> None:
     from kdlib.config import TrainConfig
     from kdlib.io import read_yaml
+    from kdlib.runs import RunRecord
     from kdlib.train import run_method, run_training
 
     given = vars(args)
@@ -143,9 +144,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
             raise KdlibError(f"--resume={args.resume!r}: not a run directory (no config.json)")
-        values = TrainConfig.from_run(json.loads((run_dir / "config.json").read_text())).to_dict()
+        where = ("device", "data_dir", "cache_dir")  # where to run may change, not what
+        extra = sorted(set(given) - {"resume", "quiet", "func", "command", *where})
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise KdlibError(
+                f"--resume takes its settings from {run_dir}/config.json, not from {flag}; "
+                f"only --device, --data-dir and --cache-dir may change (start a new run to "
+                f"change anything else)"
+            )
+        values = TrainConfig.from_run(RunRecord(run_dir).config()).to_dict()
         values["runs_dir"] = str(run_dir.parent)
-        for key in ("device", "data_dir", "cache_dir"):  # where to run may change, not what
+        for key in where:
             if key in given:
                 values[key] = given[key]
         cfg = TrainConfig.from_dict(values)

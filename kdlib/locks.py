@@ -37,11 +37,3 @@ def run_lock(runs_dir: str | os.PathLike, config_hash: str) -> Iterator[Path]:
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
-
-def is_locked(runs_dir: str | os.PathLike, config_hash: str) -> bool:
-    """Whether some process holds the lock of ``config_hash`` now."""
-    try:
-        with run_lock(runs_dir, config_hash):
-            return False
-    except RunLocked:
-        return True

@@ -82,6 +82,8 @@ TRAIN = [
     ),
     ("missing config file", ["--config", "/nope.yaml"], "--config='/nope.yaml'"),
     ("resume of a non-run", ["--resume", "/tmp"], "--resume='/tmp'"),
+    # the table's calls all pass --epochs 1: a resumed run keeps its recorded settings
+    ("resume with other settings", ["--resume", "{old_run}"], "not from --epochs"),
 ]
 
 # (name, YAML text of a --config file, text the error must contain)
@@ -129,6 +131,10 @@ def ckpts(tmp_path: Path) -> dict[str, str]:
     from kdlib.models import create_model, save_weights
 
     out = {"ckpt8": str(tmp_path / "r8.pt"), "ckpt8_100": str(tmp_path / "r8_100.pt")}
+    old_run = tmp_path / "old" / "20260101-000000-nokd-resnet8-cifar10-e1-s0"
+    old_run.mkdir(parents=True)
+    (old_run / "config.json").write_text('{"method": "nokd", "epochs": 1}')
+    out["old_run"] = str(old_run)
     save_weights(create_model("resnet8", 10), out["ckpt8"])
     save_weights(create_model("resnet8", 100), out["ckpt8_100"])
     return out

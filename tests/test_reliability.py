@@ -66,7 +66,8 @@ def _train_cmd(tiny_data: dict, teacher: str, runs: Path) -> list[str]:
 
 def _launch(cmd: list[str], fault: str = "", kill_after: float | None = None) -> int:
     env = {**os.environ, "KDLIB_FAULT": fault, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # no pipes: a child that writes more than a pipe holds would block until the timeout
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         proc.wait(timeout=kill_after if kill_after is not None else 600)
     except subprocess.TimeoutExpired:
