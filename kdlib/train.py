@@ -270,9 +270,14 @@ def run_method(cfg: TrainConfig, progress: bool = True) -> list[Path]:
     return [run_training(cfg, progress=progress)]
 
 
+# A run with one of these statuses is a result: the same configuration is not run again.
+FINISHED = ("completed", "diverged")
+
+
 def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
-    """The run below ``runs_dir`` with this configuration: a completed one first, else the
-    latest incomplete one (to resume), else None."""
+    """The run below ``runs_dir`` with this configuration: a finished one first (completed,
+    or diverged: the same settings diverge again), else the latest incomplete one (to
+    resume), else None."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return None
@@ -285,7 +290,7 @@ def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
             continue
     for rec in matches:
         with contextlib.suppress(OSError, ValueError):
-            if rec.metrics().get("status") == "completed":
+            if rec.metrics().get("status") in FINISHED:
                 return rec
     return matches[-1] if matches else None
 
@@ -372,10 +377,10 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
 
     Bad settings, missing data or a mismatching checkpoint raise ``KdlibError`` before
     the run directory is created. A run with the same configuration that already
-    completed is returned as it is; an incomplete one (killed, failed) is resumed from its
-    last checkpoint (``resume`` names the run directory explicitly and insists that its
-    settings match). Once the directory exists, ``metrics.json`` says ``running`` until
-    the end, then ``completed``, or ``failed``/``diverged`` with the error.
+    completed (or diverged) is returned as it is; an incomplete one (killed, failed) is
+    resumed from its last checkpoint (``resume`` names the run directory explicitly and
+    insists that its settings match). Once the directory exists, ``metrics.json`` says
+    ``running`` until the end, then ``completed``, or ``failed``/``diverged`` with the error.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -419,10 +424,11 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
                 f"cannot resume {resume}: its recorded settings differ from what they give "
                 f"now ({', '.join(differ[:5]) or 'config hash'}); start a new run instead"
             )
-        if record is not None and record.metrics().get("status") == "completed":
+        status = None if record is None else record.metrics().get("status")
+        if status in FINISHED:
             _report_run_dir(record.path, reused=True)
             if progress:
-                tqdm.write(f"{record.run_id}: already completed, not run again")
+                tqdm.write(f"{record.run_id}: already {status}, not run again")
             return record.path
         if record is None:
             run_id = new_run_id(config)

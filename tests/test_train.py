@@ -240,6 +240,10 @@ def test_non_finite_loss_marks_the_run_diverged(
     assert (metrics["diverged_epoch"], metrics["diverged_step"]) == (1, 0)
     assert "epoch 1, step 0" in metrics["error"]
     assert rec.history().empty
+    # a diverged run is a result: running the configuration again returns it untouched
+    stamp = (rec.path / "metrics.json").stat().st_mtime_ns
+    assert run_training(_cfg(tiny_data, tmp_path, epochs=3), progress=False) == rec.path
+    assert (rec.path / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_paper_milestones() -> None:
