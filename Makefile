@@ -55,7 +55,6 @@ reproduce: install
 	done
 	$(MAKE) figures
 
-# JupyterLab on the notebooks (root, as in containers, needs --allow-root).
 # Every shipped sweep, one seed, 1 epoch on a data subset, on the CPU: checks that all of
 # it runs end to end before GPU time is spent (runs go to .venv/dry-runs, not runs/).
 DRY := --set seed=0 --set epochs=1 --set train_limit=256 --set val_size=256 \
@@ -67,6 +66,7 @@ dry-run: install
 	done
 	$(BIN)/kdlib sweep sweeps/generalization.yaml $(DRY) --set dataset=cifar10 --quiet
 
+# JupyterLab on the notebooks (root, as in containers, needs --allow-root).
 lab: install
 	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
