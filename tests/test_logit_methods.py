@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kdlib.cli import main
@@ -18,64 +17,24 @@ from kdlib.config import TrainConfig
 from kdlib.data.augment import normalize
 from kdlib.methods import TrainContext, create_method, list_methods, method_class, resolve_params
 from kdlib.methods.uda import denormalize_uint8, view_seed
+from tests.method_helpers import (
+    INDEX,
+    LABELS,
+    STUDENT,
+    TEACHER,
+    Fixed,
+    hand_ce,
+    hand_kd,
+    hand_kl,
+    np_ce,
+    np_kd,
+    np_log_softmax,
+    softmax,
+)
 
 NEW_METHODS = ("kdparam", "allkd", "takd", "mkd", "uda", "uda_nokd", "triplet", "dkd")
 
-# ---------------------------------------------------------------- plain-Python references
-
-
-def _softmax(row: list[float], T: float) -> list[float]:
-    e = [math.exp(v / T) for v in row]
-    return [v / sum(e) for v in e]
-
-
-def _kl(p: list[float], q: list[float]) -> float:
-    """KL(p || q) for probability lists."""
-    return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True) if a > 0)
-
-
-def _hand_kd(student: list[list[float]], teacher: list[list[float]], T: float) -> float:
-    """T^2 * batch mean of KL(softmax(teacher/T) || softmax(student/T))."""
-    total = sum(_kl(_softmax(t, T), _softmax(s, T)) for s, t in zip(student, teacher, strict=True))
-    return T * T * total / len(student)
-
-
-def _hand_ce(logits: list[list[float]], labels: list[int]) -> float:
-    return -sum(math.log(_softmax(r, 1.0)[y]) for r, y in zip(logits, labels, strict=True)) / len(
-        labels
-    )
-
-
-def _np_log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def _np_kd(student: np.ndarray, teacher: np.ndarray, T: float) -> float:
-    ls, lt = _np_log_softmax(student / T), _np_log_softmax(teacher / T)
-    return float(T * T * (np.exp(lt) * (lt - ls)).sum(axis=1).mean())
-
-
-def _np_ce(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(-_np_log_softmax(logits)[np.arange(len(labels)), labels].mean())
-
-
-class Fixed(nn.Module):
-    """A 'model' mapping input row i to fixed logits row i (hand-checkable losses)."""
-
-    def __init__(self, logits: list[list[float]], trainable: bool = True):
-        super().__init__()
-        self.logits = nn.Parameter(torch.tensor(logits), requires_grad=trainable)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits[x.long().flatten()]
-
-
-STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
-TEACHER = [[2.0, 1.0, 0.0], [0.5, 0.5, 4.0]]
 TEACHER2 = [[-1.0, 0.0, 2.5], [1.5, 0.0, 0.0]]
-LABELS = [1, 2]
-INDEX = torch.tensor([0, 1])
 
 
 def _total(losses: dict[str, torch.Tensor]) -> float:
@@ -129,9 +88,12 @@ def test_kdparam_expands_to_the_full_t_by_lambda_product(ckpt: str) -> None:
             ckpt,
             3,
         )
-        # each cell really is a KD run with its own T (the seed code's sweep never set T)
+        # each cell really is a KD run with its own T and lambda (the seed code's sweep
+        # never set T): its loss is the hand-computed KD loss of that cell
         kd = create_method("kd", Fixed(STUDENT), Fixed(TEACHER), **run.method_params)
-        assert kd.hparams == run.method_params
+        T, lam = run.method_params["T"], run.method_params["lambda"]
+        want = (1 - lam) * hand_ce(STUDENT, LABELS) + lam * hand_kd(STUDENT, TEACHER, T)
+        assert _total(kd(INDEX, torch.tensor(LABELS))[1]) == pytest.approx(want, rel=1e-4)
     assert cfg.method == "kdparam" and cfg.grid is None  # the grid's own config is untouched
 
 
@@ -270,7 +232,7 @@ def test_takd_default_ta_is_resnet20() -> None:
 def test_takd_student_stage_is_kd_and_records_the_ta() -> None:
     method = create_method("takd", Fixed(STUDENT), Fixed(TEACHER), ta="resnet14", T=4.0)
     _, losses = method(INDEX, torch.tensor(LABELS))
-    expected = 0.5 * _hand_ce(STUDENT, LABELS) + 0.5 * _hand_kd(STUDENT, TEACHER, 4.0)
+    expected = 0.5 * hand_ce(STUDENT, LABELS) + 0.5 * hand_kd(STUDENT, TEACHER, 4.0)
     assert _total(losses) == pytest.approx(expected, rel=1e-5)
     record = method.record()
     assert record["teacher_assistant"] == "resnet14" and record["teacher_frozen"]
@@ -337,8 +299,8 @@ def test_mkd_is_ce_plus_the_mean_of_per_teacher_kd(T: float, lam: float) -> None
     teachers = nn.ModuleList([Fixed(TEACHER, False), Fixed(TEACHER2, False)])
     method = create_method("mkd", Fixed(STUDENT), teachers, T=T, **{"lambda": lam})
     logits, losses = method(INDEX, torch.tensor(LABELS))
-    kd = (_hand_kd(STUDENT, TEACHER, T) + _hand_kd(STUDENT, TEACHER2, T)) / 2
-    expected = (1 - lam) * _hand_ce(STUDENT, LABELS) + lam * kd
+    kd = (hand_kd(STUDENT, TEACHER, T) + hand_kd(STUDENT, TEACHER2, T)) / 2
+    expected = (1 - lam) * hand_ce(STUDENT, LABELS) + lam * kd
     assert set(losses) == {"ce", "kd"}
     assert _total(losses) == pytest.approx(expected, rel=1e-5)
     assert torch.equal(logits, torch.tensor(STUDENT))
@@ -352,8 +314,8 @@ def test_mkd_mean_probs_variant_distils_the_averaged_teacher() -> None:
     _, losses = method(INDEX, torch.tensor(LABELS))
     kl = 0.0
     for s, t1, t2 in zip(STUDENT, TEACHER, TEACHER2, strict=True):
-        mean = [(a + b) / 2 for a, b in zip(_softmax(t1, T), _softmax(t2, T), strict=True)]
-        kl += _kl(mean, _softmax(s, T))
+        mean = [(a + b) / 2 for a, b in zip(softmax(t1, T), softmax(t2, T), strict=True)]
+        kl += hand_kl(mean, softmax(s, T))
     assert losses["kd"].item() == pytest.approx(0.5 * T * T * kl / 2, rel=1e-5)
 
 
@@ -469,10 +431,10 @@ def test_uda_is_half_kd_on_clean_plus_half_kd_on_the_augmented_view(
     t, ta = _np_logits(teacher, clean), _np_logits(teacher, aug)  # teacher sees the same view
     y = labels.numpy()
     expected = {
-        "ce": 0.5 * (1 - lam) * _np_ce(s, y),
-        "kd": 0.5 * lam * _np_kd(s, t, T),
-        "ce_aug": 0.5 * (1 - lam) * _np_ce(sa, y),
-        "kd_aug": 0.5 * lam * _np_kd(sa, ta, T),
+        "ce": 0.5 * (1 - lam) * np_ce(s, y),
+        "kd": 0.5 * lam * np_kd(s, t, T),
+        "ce_aug": 0.5 * (1 - lam) * np_ce(sa, y),
+        "kd_aug": 0.5 * lam * np_kd(sa, ta, T),
     }
     assert set(losses) == set(expected)
     for name, value in expected.items():
@@ -548,9 +510,9 @@ def test_uda_nokd_is_ce_plus_consistency(
     _, losses = method(x, labels)
     s = _np_logits(student, _np_normalize(pixels.astype(float)))
     sa = _np_logits(student, _np_normalize(255.0 - pixels))
-    # _np_kd(a, b) is T^2 KL(p_b || p_a): the second argument is the distribution compared to.
-    kl = _np_kd(sa, s, T) if direction == "clean_target" else _np_kd(s, sa, T)
-    assert losses["ce"].item() == pytest.approx(_np_ce(s, labels.numpy()), rel=1e-4)
+    # np_kd(a, b) is T^2 KL(p_b || p_a): the second argument is the distribution compared to.
+    kl = np_kd(sa, s, T) if direction == "clean_target" else np_kd(s, sa, T)
+    assert losses["ce"].item() == pytest.approx(np_ce(s, labels.numpy()), rel=1e-4)
     assert losses["consistency"].item() == pytest.approx(weight * kl, rel=1e-4)
 
 
@@ -592,7 +554,7 @@ def test_uda_nokd_with_identity_augmentation_is_ce(batch: tuple) -> None:
     method.setup(_ctx())
     logits, losses = method(x, labels)
     assert losses["consistency"].item() == pytest.approx(0.0, abs=1e-6)
-    assert losses["ce"].item() == pytest.approx(F.cross_entropy(logits, labels).item())
+    assert losses["ce"].item() == pytest.approx(np_ce(logits, labels), rel=1e-5)
     assert not method.needs_teacher and method.teacher is None
 
 
@@ -617,7 +579,7 @@ def test_triplet_is_kd_plus_weighted_cosine_embedding_loss(
     _, losses = method(INDEX, torch.tensor(LABELS))
     cos = _hand_one_minus_cos(STUDENT, TEACHER)
     assert losses["cosine"].item() == pytest.approx(weight * cos, rel=1e-5)
-    expected = (1 - lam) * _hand_ce(STUDENT, LABELS) + lam * _hand_kd(STUDENT, TEACHER, T)
+    expected = (1 - lam) * hand_ce(STUDENT, LABELS) + lam * hand_kd(STUDENT, TEACHER, T)
     assert _total(losses) == pytest.approx(expected + weight * cos, rel=1e-5)
     reference = nn.CosineEmbeddingLoss()(
         torch.tensor(STUDENT), torch.tensor(TEACHER), torch.ones(2)
@@ -629,7 +591,7 @@ def test_triplet_seed_code_variant_replaces_ce_with_the_cosine_term() -> None:
     method = create_method("triplet", Fixed(STUDENT), Fixed(TEACHER), replace_ce="true")
     _, losses = method(INDEX, torch.tensor(LABELS))
     assert set(losses) == {"cosine", "kd"}
-    expected = 0.5 * _hand_one_minus_cos(STUDENT, TEACHER) + 0.5 * _hand_kd(STUDENT, TEACHER, 5.0)
+    expected = 0.5 * _hand_one_minus_cos(STUDENT, TEACHER) + 0.5 * hand_kd(STUDENT, TEACHER, 5.0)
     assert _total(losses) == pytest.approx(expected, rel=1e-5)
     assert "no CE" in method.record()["loss"]
 
@@ -644,12 +606,12 @@ def _np_dkd(s: np.ndarray, t: np.ndarray, y: np.ndarray, alpha: float, beta: flo
     gt[np.arange(b), y] = 1.0
 
     def binary(z: np.ndarray) -> np.ndarray:
-        p = np.exp(_np_log_softmax(z / T))
+        p = np.exp(np_log_softmax(z / T))
         return np.stack([(p * gt).sum(1), (p * (1 - gt)).sum(1)], axis=1)
 
     bs, bt = binary(s), binary(t)
     tckd = (bt * (np.log(bt) - np.log(bs))).sum() * T**2 / b
-    ls, lt = _np_log_softmax(s / T - 1000.0 * gt), _np_log_softmax(t / T - 1000.0 * gt)
+    ls, lt = np_log_softmax(s / T - 1000.0 * gt), np_log_softmax(t / T - 1000.0 * gt)
     nckd = (np.exp(lt) * (lt - ls)).sum() * T**2 / b
     return alpha * tckd, beta * nckd
 
@@ -665,7 +627,7 @@ def test_dkd_matches_the_reference_formula(alpha: float, beta: float, T: float) 
     _, losses = method(torch.arange(6), torch.from_numpy(y))
     tckd, nckd = _np_dkd(s, t, y, alpha, beta, T)
     s32 = s.astype(np.float32).astype(float)  # the model holds float32 logits
-    assert losses["ce"].item() == pytest.approx(_np_ce(s32, y), rel=1e-5)
+    assert losses["ce"].item() == pytest.approx(np_ce(s32, y), rel=1e-5)
     assert losses["tckd"].item() == pytest.approx(tckd, rel=1e-4)
     assert losses["nckd"].item() == pytest.approx(nckd, rel=1e-4)
 
@@ -678,10 +640,10 @@ def test_dkd_hand_computation_on_three_classes() -> None:
     _, losses = method(INDEX, torch.tensor(LABELS))
     tckd = nckd = 0.0
     for s, t, y in zip(STUDENT, TEACHER, LABELS, strict=True):
-        ps, pt = _softmax(s, T), _softmax(t, T)
-        tckd += _kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
+        ps, pt = softmax(s, T), softmax(t, T)
+        tckd += hand_kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
         others = [c for c in range(3) if c != y]
-        nckd += _kl(_softmax([t[c] for c in others], T), _softmax([s[c] for c in others], T))
+        nckd += hand_kl(softmax([t[c] for c in others], T), softmax([s[c] for c in others], T))
     assert losses["tckd"].item() == pytest.approx(T * T * tckd / 2, rel=1e-5)
     assert losses["nckd"].item() == pytest.approx(T * T * nckd / 2, rel=1e-5)
 

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kdlib.errors import KdlibError
 from kdlib.methods import create_method, kd_loss, list_methods, method_class
-
-
-def _softmax(row: list[float], T: float) -> list[float]:
-    e = [math.exp(v / T) for v in row]
-    return [v / sum(e) for v in e]
-
-
-def _hand_kl(student: list[list[float]], teacher: list[list[float]], T: float) -> float:
-    """T^2 * mean over the batch of sum_c p_t log(p_t / p_s), computed with plain floats."""
-    total = 0.0
-    for s_row, t_row in zip(student, teacher, strict=True):
-        ps, pt = _softmax(s_row, T), _softmax(t_row, T)
-        total += sum(t * math.log(t / s) for s, t in zip(ps, pt, strict=True))
-    return T * T * total / len(student)
-
-
-class Fixed(nn.Module):
-    """A 'model' that maps each input row index to fixed logits (for hand-checkable losses)."""
-
-    def __init__(self, logits: list[list[float]], trainable: bool = True):
-        super().__init__()
-        self.logits = nn.Parameter(torch.tensor(logits), requires_grad=trainable)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits[x.long().flatten()]
-
-
-STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
-TEACHER = [[2.0, 1.0, 0.0], [0.5, 0.5, 4.0]]
-LABELS = torch.tensor([1, 2])
-INDEX = torch.tensor([0, 1])
+from tests.method_helpers import INDEX, LABELS, STUDENT, TEACHER, Fixed, hand_ce, hand_kd
 
 
 @pytest.mark.parametrize("T", [1.0, 4.0, 5.0])
 def test_kd_loss_matches_hand_computation(T: float) -> None:
     got = kd_loss(torch.tensor(STUDENT), torch.tensor(TEACHER), T).item()
-    assert got == pytest.approx(_hand_kl(STUDENT, TEACHER, T), rel=1e-5)
+    assert got == pytest.approx(hand_kd(STUDENT, TEACHER, T), rel=1e-5)
 
 
 def test_kd_loss_is_zero_when_student_equals_teacher() -> None:
@@ -58,9 +25,8 @@ def test_kd_loss_is_zero_when_student_equals_teacher() -> None:
 @pytest.mark.parametrize(("T", "lam"), [(5.0, 0.5), (2.0, 0.0), (10.0, 1.0), (5.0, 0.7)])
 def test_kd_method_total_loss(T: float, lam: float) -> None:
     method = create_method("kd", Fixed(STUDENT), Fixed(TEACHER), T=T, **{"lambda": lam})
-    logits, losses = method(INDEX, LABELS)
-    ce = sum(-math.log(_softmax(r, 1.0)[y]) for r, y in zip(STUDENT, [1, 2], strict=True)) / 2
-    expected = (1 - lam) * ce + lam * _hand_kl(STUDENT, TEACHER, T)
+    logits, losses = method(INDEX, torch.tensor(LABELS))
+    expected = (1 - lam) * hand_ce(STUDENT, LABELS) + lam * hand_kd(STUDENT, TEACHER, T)
     assert set(losses) == {"ce", "kd"}
     assert sum(losses.values()).item() == pytest.approx(expected, rel=1e-5)
     assert torch.equal(logits, torch.tensor(STUDENT))
@@ -73,9 +39,8 @@ def test_kd_defaults_are_the_papers() -> None:
 
 def test_nokd_is_cross_entropy() -> None:
     method = create_method("nokd", Fixed(STUDENT))
-    _, losses = method(INDEX, LABELS)
-    expected = F.cross_entropy(torch.tensor(STUDENT), LABELS).item()
-    assert losses["ce"].item() == pytest.approx(expected)
+    _, losses = method(INDEX, torch.tensor(LABELS))
+    assert losses["ce"].item() == pytest.approx(hand_ce(STUDENT, LABELS), rel=1e-6)
 
 
 def test_teacher_is_frozen_and_stays_in_eval_mode() -> None:

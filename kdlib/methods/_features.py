@@ -29,7 +29,6 @@ class FeatureInfo:
 
     stage_shapes: tuple[tuple[int, int, int], ...]  # (channels, height, width) per stage
     post_relu: tuple[bool, ...]  # whether "stages"[i] is rectified (False for pre-act WRNs)
-    embedding_dim: int
 
     @property
     def channels(self) -> list[int]:
@@ -54,7 +53,6 @@ def probe(model: nn.Module) -> FeatureInfo:
     return FeatureInfo(
         stage_shapes=tuple((int(s.shape[1]), int(s.shape[2]), int(s.shape[3])) for s in stages),
         post_relu=tuple(s is not p for s, p in zip(stages, preact, strict=True)),
-        embedding_dim=int(feats["embedding"].shape[1]),
     )
 
 

@@ -37,7 +37,6 @@ from kdlib.methods._features import (
     check_stages,
     conv_bn_connector,
     prerelu_features,
-    probe,
     stage_weights,
 )
 from kdlib.methods.base import Distiller, Param, TrainContext, register_method
@@ -87,7 +86,7 @@ class AB(Distiller):
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, **hparams: Any):
         super().__init__(student, teacher, **hparams)
-        s_ch, t_ch = probe(student).channels, probe(self.teacher).channels
+        s_ch, t_ch = student.stage_channels, self.teacher.stage_channels
         self.connectors = nn.ModuleList(
             nn.Identity() if s == t else conv_bn_connector(s, t)
             for s, t in zip(s_ch, t_ch, strict=True)
@@ -99,8 +98,8 @@ class AB(Distiller):
         """The AB initialisation loss of a batch, and per stage the fraction of positions
         where student (through its connector) and teacher agree on firing (> 0)."""
         _, s_feats = self.student(images, features=True)
+        _, t_feats = self.teacher_features(images)
         with torch.no_grad():
-            _, t_feats = self.teacher(images, features=True)
             t_pre = prerelu_features(self.teacher, t_feats)
         s_pre = prerelu_features(self.student, s_feats)
         total = images.new_zeros((), dtype=torch.float32)

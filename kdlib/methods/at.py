@@ -60,8 +60,7 @@ class AT(Distiller):
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, s_feats = self.student(images, features=True)
-        with torch.no_grad():
-            _, t_feats = self.teacher(images, features=True)
+        _, t_feats = self.teacher_features(images)
         p = self.hparams["p"]
         total = sum(
             at_loss(s, t, p) for s, t in zip(s_feats["stages"], t_feats["stages"], strict=True)

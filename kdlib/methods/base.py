@@ -144,6 +144,12 @@ class Distiller(MethodSpec, nn.Module):
         assert self.teacher is not None
         return self.teacher(images)
 
+    @torch.no_grad()
+    def teacher_features(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The teacher's ``(logits, feats)`` from ``forward(x, features=True)``, no graph."""
+        assert self.teacher is not None
+        return self.teacher(images, features=True)
+
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -88,8 +88,7 @@ class FitNet(Distiller):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         k = self.hparams["hint_stage"]
         logits, s_feats = self.student(images, features=True)
-        with torch.no_grad():
-            _, t_feats = self.teacher(images, features=True)
+        _, t_feats = self.teacher_features(images)
         hint = F.mse_loss(
             self.regressor(s_feats["stages"][k]).float(), t_feats["stages"][k].float()
         )

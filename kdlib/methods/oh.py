@@ -36,7 +36,6 @@ from kdlib.methods._features import (
     check_stages,
     conv_bn_connector,
     prerelu_features,
-    probe,
     stage_weights,
 )
 from kdlib.methods.base import Distiller, Param, register_method
@@ -91,7 +90,7 @@ class OH(Distiller):
         assert self.teacher is not None
         for p in self.teacher.parameters():  # never optimized, even when not frozen
             p.requires_grad_(False)
-        s_ch, t_ch = probe(student).channels, probe(self.teacher).channels
+        s_ch, t_ch = student.stage_channels, self.teacher.stage_channels
         self.connectors = nn.ModuleList(
             conv_bn_connector(s, t) for s, t in zip(s_ch, t_ch, strict=True)
         )
@@ -106,8 +105,8 @@ class OH(Distiller):
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, s_feats = self.student(images, features=True)
+        _, t_feats = self.teacher_features(images)
         with torch.no_grad():
-            _, t_feats = self.teacher(images, features=True)
             t_pre = prerelu_features(self.teacher, t_feats)
         s_pre = prerelu_features(self.student, s_feats)
         distance = logits.new_zeros((), dtype=torch.float32)

@@ -74,8 +74,7 @@ class PKD(Distiller):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         T, lam = self.hparams["T"], self.hparams["lambda"]
         logits, s_feats = self.student(images, features=True)
-        with torch.no_grad():
-            t_logits, t_feats = self.teacher(images, features=True)
+        t_logits, t_feats = self.teacher_features(images)
         pt = patience_loss(s_feats["stages"], t_feats["stages"], self.hparams["normalize"])
         return logits, {
             **kd_terms(logits, t_logits, labels, T, lam),

@@ -29,36 +29,50 @@ from kdlib.methods.kd import kd_loss
 
 
 def pairwise_distances(e: Tensor, eps: float = 1e-12) -> Tensor:
-    """Euclidean distance matrix of the rows of ``e`` (zero diagonal, stable gradient)."""
-    sq = e.pow(2).sum(dim=1)
-    d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * e @ e.t()).clamp_min(eps)
-    d = d2.sqrt()
-    n = e.shape[0]
-    return d * (1 - torch.eye(n, device=e.device, dtype=d.dtype))
+    """Euclidean distance matrix of the rows of ``e`` in float32 (exact zero diagonal).
+
+    Computed with autocast off: in bf16 the ``|a|^2 + |b|^2 - 2ab`` form cancels badly.
+    Off-diagonal entries are at least ``sqrt(eps)`` (a stable gradient for equal rows).
+    """
+    with torch.autocast(e.device.type, enabled=False):
+        e = e.float()
+        sq = e.pow(2).sum(dim=1)
+        d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * e @ e.t()).clamp_min(eps)
+        n = e.shape[0]
+        return d2.sqrt() * (1 - torch.eye(n, device=e.device, dtype=d2.dtype))
 
 
 def _mean_normalised(d: Tensor) -> Tensor:
-    positive = d[d > 0]
-    return d / positive.mean() if positive.numel() else d  # a batch of one has no pairs
+    """``d`` divided by the mean of its n(n-1) off-diagonal entries (all > 0, diagonal 0).
+
+    No boolean indexing: it would sync with the device and break ``torch.compile`` graphs.
+    """
+    n = d.shape[0]
+    if n < 2:  # a batch of one has no pairs (a shape check, not a data-dependent branch)
+        return d
+    return d / (d.sum() / (n * (n - 1)))
 
 
 def rkd_distance_loss(student: Tensor, teacher: Tensor) -> Tensor:
     """Smooth L1 between pairwise distance matrices, each divided by its mean distance."""
     with torch.no_grad():
-        t_d = _mean_normalised(pairwise_distances(teacher.float()))
-    return F.smooth_l1_loss(_mean_normalised(pairwise_distances(student.float())), t_d)
+        t_d = _mean_normalised(pairwise_distances(teacher))
+    return F.smooth_l1_loss(_mean_normalised(pairwise_distances(student)), t_d)
 
 
 def _angles(e: Tensor) -> Tensor:
-    diff = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)  # [i, j] = e_j - e_i
-    return torch.bmm(diff, diff.transpose(1, 2)).flatten()  # [i, j, k] = cos angle at i
+    """Cosines of all triplet angles, flattened ``[i, j, k]`` (float32, autocast off)."""
+    with torch.autocast(e.device.type, enabled=False):
+        e = e.float()
+        diff = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)  # [i, j] = e_j - e_i
+        return torch.bmm(diff, diff.transpose(1, 2)).flatten()  # [i, j, k] = cos angle at i
 
 
 def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
     """Smooth L1 between the cosines of all triplet angles of the two embeddings."""
     with torch.no_grad():
-        t_a = _angles(teacher.float())
-    return F.smooth_l1_loss(_angles(student.float()), t_a)
+        t_a = _angles(teacher)
+    return F.smooth_l1_loss(_angles(student), t_a)
 
 
 @register_method
@@ -93,8 +107,7 @@ class RKD(Distiller):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         lam = self.hparams["lambda"]
         logits, s_feats = self.student(images, features=True)
-        with torch.no_grad():
-            t_logits, t_feats = self.teacher(images, features=True)
+        t_logits, t_feats = self.teacher_features(images)
         s_emb, t_emb = s_feats["embedding"], t_feats["embedding"]
         losses = {"ce": (1.0 - lam) * F.cross_entropy(logits, labels)}
         if lam > 0:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlib.methods._features import check_stages, probe
+from kdlib.methods._features import check_stages
 from kdlib.methods.base import Distiller, Param, register_method
 
 DISTANCES = ("l2", "linf")
@@ -91,7 +91,7 @@ class SFD(Distiller):
         super().__init__(student, teacher, **hparams)
         self.projections: nn.ModuleList | None = None
         if self.hparams["projection"]:
-            s_ch, t_ch = probe(student).channels, probe(self.teacher).channels
+            s_ch, t_ch = student.stage_channels, self.teacher.stage_channels
             self.projections = nn.ModuleList(
                 nn.Conv2d(s, t, kernel_size=1) for s, t in zip(s_ch, t_ch, strict=True)
             )
@@ -100,8 +100,7 @@ class SFD(Distiller):
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, s_feats = self.student(images, features=True)
-        with torch.no_grad():
-            _, t_feats = self.teacher(images, features=True)
+        _, t_feats = self.teacher_features(images)
         total = logits.new_zeros(())
         for i, (s, t) in enumerate(zip(s_feats["preact"], t_feats["preact"], strict=True)):
             if self.projections is not None:

@@ -23,8 +23,8 @@ from kdlib.methods.kd import KD, kd_loss, kd_terms
 
 def cosine_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """``CosineEmbeddingLoss`` with target 1: mean over the batch of 1 - cos(s, t)."""
-    target = torch.ones(student_logits.shape[0], device=student_logits.device)
-    return F.cosine_embedding_loss(student_logits.float(), teacher_logits.float(), target)
+    cos = F.cosine_similarity(student_logits.float(), teacher_logits.float(), dim=1)
+    return (1.0 - cos).mean()
 
 
 @register_method
