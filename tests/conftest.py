@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,15 +30,36 @@ def reference_checkpoints(shared_data: Path) -> Path:
     return shared_data / "reference-checkpoints"
 
 
-def write_cifar10_pickles(root: Path, n_train: int = 400, n_test: int = 200, seed: int = 0) -> Path:
-    """A tiny, learnable dataset in the official ``cifar-10-batches-py`` layout.
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
-    Each class is a distinct colour plus noise, so a small net learns it in a few epochs.
-    """
-    import pickle
+Record = tuple[int, str, np.ndarray]
+"""One image to write: (label, file stem, (32, 32, 3) uint8 HWC array)."""
 
-    import numpy as np
 
+def pickle_batch(records: list[Record], label_key: bytes = b"labels") -> dict:
+    """An official CIFAR batch dict (CHW rows, labels, file names ``<stem>.png``)."""
+    chw = np.stack([r[2] for r in records]).transpose(0, 3, 1, 2).reshape(len(records), 3072)
+    return {
+        b"batch_label": b"synthetic",
+        label_key: [r[0] for r in records],
+        b"data": chw,
+        b"filenames": [f"{r[1]}.png".encode() for r in records],
+    }
+
+
+def _colour_batches(n_train: int, n_test: int, seed: int) -> list[dict]:
+    """Five train batches and a test batch; each class a distinct colour plus noise."""
     rng = np.random.default_rng(seed)
     colours = rng.integers(0, 256, size=(10, 3))
 
@@ -47,27 +70,36 @@ def write_cifar10_pickles(root: Path, n_train: int = 400, n_test: int = 200, see
         data = np.clip(img, 0, 255).astype(np.uint8).reshape(n, 3072)
         return {b"data": data, b"labels": labels.tolist()}
 
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    for i in range(1, 6):
-        with open(d / f"data_batch_{i}", "wb") as f:
-            pickle.dump(batch(n_train // 5), f)
-    with open(d / "test_batch", "wb") as f:
-        pickle.dump(batch(n_test), f)
-    names = [
-        b"airplane",
-        b"automobile",
-        b"bird",
-        b"cat",
-        b"deer",
-        b"dog",
-        b"frog",
-        b"horse",
-        b"ship",
-        b"truck",
-    ]
-    with open(d / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": names}, f)
+    return [batch(n_train // 5) for _ in range(5)] + [batch(n_test)]
+
+
+def write_cifar10_pickles(
+    root: Path,
+    n_train: int = 400,
+    n_test: int = 200,
+    seed: int = 0,
+    *,
+    records: dict[str, list[Record]] | None = None,
+) -> Path:
+    """A CIFAR-10 in the official ``root/cifar-10-batches-py`` layout; returns ``root``.
+
+    By default a tiny, learnable dataset of ``n_train`` + ``n_test`` images: each class a
+    distinct colour plus noise, so a small net learns it in a few epochs. With ``records``
+    (``{"train": [...], "test": [...]}``) exactly those images instead, with their file
+    names; the train records are dealt round-robin into the five train batches.
+    """
+    if records is None:
+        batches = _colour_batches(n_train, n_test, seed)
+    else:
+        train = records["train"]
+        batches = [pickle_batch(train[i::5]) for i in range(5)] + [pickle_batch(records["test"])]
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name, batch in zip(names, batches, strict=True):
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return root
 
 

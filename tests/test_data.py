@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CIFAR10_CLASSES, pickle_batch, write_cifar10_pickles
 from PIL import Image
 
 import kdlib.data.cache as cache_mod
@@ -37,18 +38,6 @@ from kdlib.data import (
 )
 from kdlib.errors import DataError, KdlibError
 
-CIFAR10_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 PER_CLASS = {"train": 3, "test": 2}
 
 # ---------------------------------------------------------------------------------------
@@ -83,29 +72,6 @@ def _expected(data: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture(scope="module")
 def c10() -> dict:
     return _synthetic(CIFAR10_CLASSES, seed=1)
-
-
-def _pickle_batch(path: Path, recs: list, label_key: bytes) -> None:
-    chw = np.stack([r[2] for r in recs]).transpose(0, 3, 1, 2).reshape(len(recs), 3072)
-    batch = {
-        b"batch_label": b"synthetic",
-        label_key: [r[0] for r in recs],
-        b"data": chw,
-        b"filenames": [f"{r[1]}.png".encode() for r in recs],
-    }
-    path.write_bytes(pickle.dumps(batch, protocol=2))
-
-
-def write_cifar10_pickles(root: Path, data: dict) -> Path:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train = data["train"]
-    for i in range(5):
-        _pickle_batch(folder / f"data_batch_{i + 1}", train[i::5], b"labels")
-    _pickle_batch(folder / "test_batch", data["test"], b"labels")
-    meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
 def write_tree(root: Path, data: dict, classes: list[str], name: str = "cifar10") -> list[dict]:
@@ -184,7 +150,7 @@ def _assert_matches(d, expected: dict) -> None:
 def test_every_source_gives_identical_arrays(tmp_path: Path, c10: dict, tree, archives) -> None:
     expected = _expected(c10)
     pickle_dir = tmp_path / "pickles"
-    folder = write_cifar10_pickles(pickle_dir, c10)
+    folder = write_cifar10_pickles(pickle_dir, records=c10) / "cifar-10-batches-py"
     official = tmp_path / "official"
     official.mkdir()
     with tarfile.open(official / "cifar-10-python.tar.gz", "w:gz") as tf:
@@ -212,8 +178,9 @@ def test_cifar100_pickles_use_fine_labels(tmp_path: Path) -> None:
     data = _synthetic(classes, seed=2)
     folder = tmp_path / "data" / "cifar-100-python"
     folder.mkdir(parents=True)
-    _pickle_batch(folder / "train", data["train"], b"fine_labels")
-    _pickle_batch(folder / "test", data["test"], b"fine_labels")
+    for split in ("train", "test"):
+        batch = pickle_batch(data[split], b"fine_labels")
+        (folder / split).write_bytes(pickle.dumps(batch, protocol=2))
     meta = {b"fine_label_names": [c.encode() for c in classes], b"coarse_label_names": []}
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
     d = _load(tmp_path / "data", tmp_path / "cache", "cifar100")
@@ -236,8 +203,45 @@ def test_parallel_decoding_matches_and_reports_bad_files(archives, c10: dict, mo
         load_dataset("cifar10", data_dir=tree_dir, cache_dir=cache / "2", workers=2)
 
 
+def _hidden_junk() -> dict[str, bytes]:
+    """What macOS and file browsers leave in a tree: AppleDouble ``._*`` files beside the
+    images, thumbnails, and a hidden folder holding a perfectly valid image."""
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(png, format="PNG")
+    return {
+        "cifar10/train/.hidden/x.png": png.getvalue(),
+        "cifar10/train/deer/._deer_s_000004.png": b"\x00\x05\x16\x07" + bytes(78),
+        "cifar10/test/cat/.thumb.webp": b"not an image",
+        "cifar10/test/._cat": b"\x00\x05\x16\x07",
+    }
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "archives"])
+def test_hidden_files_and_folders_are_skipped(
+    kind: str, c10: dict, request: pytest.FixtureRequest
+) -> None:
+    data_dir, _ = request.getfixturevalue("tree" if kind == "imagefolder" else "archives")
+    if kind == "imagefolder":
+        for rel, payload in _hidden_junk().items():
+            (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (data_dir / rel).write_bytes(payload)
+    else:  # junk first, as tar on macOS puts each ._x right before x
+        part = data_dir / "cifar10" / "cifar10-part1.tar.gz"
+        with tarfile.open(part, "r:gz") as tf:
+            members = [(m.name, tf.extractfile(m).read()) for m in tf if m.isfile()]
+        with tarfile.open(part, "w:gz") as tf:
+            for name, payload in [*_hidden_junk().items(), *members]:
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+    d = _load(data_dir, data_dir.parent / "cache")
+    assert d.meta["source"]["kind"] == kind and d.meta["manifest"]["verified"] is True
+    assert d.classes == CIFAR10_CLASSES
+    _assert_matches(d, _expected(c10))
+
+
 def test_pickles_cannot_run_code(tmp_path: Path, c10: dict) -> None:
-    folder = write_cifar10_pickles(tmp_path / "data", c10)
+    folder = write_cifar10_pickles(tmp_path / "data", records=c10) / "cifar-10-batches-py"
     (folder / "data_batch_2").write_bytes(
         b"cos\nsystem\n(S'echo owned'\ntR."  # os.system('echo owned'), protocol 0
     )
@@ -254,7 +258,7 @@ def test_unknown_dataset_lists_valid_names(tmp_path: Path) -> None:
     assert dataset_stats("cifar10") == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
-def test_no_data_lists_places_searched(tmp_path: Path, monkeypatch) -> None:
+def test_no_data_lists_places_searched(tmp_path: Path) -> None:
     data_dir = tmp_path / "nothing"
     with pytest.raises(DataError) as err:
         prepare_dataset("cifar10", data_dir=data_dir, cache_dir=tmp_path / "cache")
@@ -603,6 +607,24 @@ def test_loader_normalizes_and_formats() -> None:
     want = (images[:4].astype(np.float32) / 255 - np.array(mean)) / np.array(std)
     np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), want, rtol=1e-5, atol=1e-6)
     assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_batches_equal_contiguous_ones() -> None:
+    for augment in (False, True):
+        plain = list(_loader(augment=augment))
+        cl = list(_loader(augment=augment, channels_last=True))
+        for (xp, yp), (xc, yc) in zip(plain, cl, strict=True):
+            assert torch.equal(xp, xc) and torch.equal(yp, yc)
+            assert xp.is_contiguous() and xc.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_crop_flip_memory_format() -> None:
+    x = _coded_batch(6)
+    gen = torch.Generator().manual_seed(3)
+    out = random_crop_flip(x, generator=gen, memory_format=torch.channels_last)
+    gen.manual_seed(3)
+    assert torch.equal(out, random_crop_flip(x, generator=gen))
+    assert out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_loader_augments_with_its_own_generator() -> None:

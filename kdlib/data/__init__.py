@@ -5,7 +5,7 @@ cache (preparing it on first use); ``DeviceLoader`` then serves augmented, norma
 batches from device memory.
 """
 
-from kdlib.data.augment import normalize, random_crop_flip
+from kdlib.data.augment import crop_flip, normalize, normalize_affine, random_crop_flip
 from kdlib.data.autoaugment import (
     CIFAR10_POLICY,
     apply_subpolicies,
@@ -24,10 +24,12 @@ __all__ = [
     "DeviceLoader",
     "apply_subpolicies",
     "cifar10_autoaugment",
+    "crop_flip",
     "dataset_stats",
     "draw_subpolicies",
     "load_dataset",
     "normalize",
+    "normalize_affine",
     "prepare_dataset",
     "random_crop_flip",
     "split_validation",

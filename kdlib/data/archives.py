@@ -11,8 +11,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from kdlib.data.decode import IMAGE_SUFFIXES, Item, decode_many
-from kdlib.data.raw import RawDataset, tree_split
+from kdlib.data.decode import Item, decode_many, is_hidden, is_image_name
+from kdlib.data.raw import RawDataset, tree_splits
 from kdlib.data.registry import SPLITS, DatasetSpec
 from kdlib.errors import DataError
 
@@ -49,7 +49,8 @@ def _members(spec: DatasetSpec, archives: list[Path], classes: set[str]) -> Iter
                         or len(parts) != 4
                         or parts[0] != spec.name
                         or parts[1] not in SPLITS
-                        or PurePosixPath(parts[3]).suffix.lower() not in IMAGE_SUFFIXES
+                        or is_hidden(parts[2])
+                        or not is_image_name(parts[3])
                     ):
                         continue
                     key = "/".join(parts)
@@ -81,9 +82,6 @@ def read_archives(
         names = ", ".join(str(a) for a in archives)
         raise DataError(f"no {spec.name}/{{train,test}}/<class>/<image> members in {names}")
     class_list = sorted(classes)
-    by_split: dict[str, list] = {split: [] for split in SPLITS}
-    for key, img in decoded:
-        by_split[key.split("/")[1]].append((key, img))
-    splits = {s: tree_split(spec.name, s, rows, class_list) for s, rows in by_split.items()}
+    splits = tree_splits(spec.name, decoded, class_list)
     parts = {part_number(a): a for a in archives if part_number(a) is not None}
     return RawDataset(spec.name, class_list, splits, "archives", archives[0].parent, parts=parts)

@@ -421,9 +421,10 @@ def draw_subpolicies(
     return idx if device is None else idx.to(device)
 
 
-def _slot_ops(slot: int) -> tuple[str, ...]:
-    """The op types that occur in sub-policy slot ``slot`` of the table, in table order."""
-    return tuple(dict.fromkeys(sp[slot][0] for sp in CIFAR10_POLICY))
+# Per sub-policy slot (first op, second op): the op types occurring there, in table order.
+_SLOT_OPS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(dict.fromkeys(sp[slot][0] for sp in CIFAR10_POLICY)) for slot in range(2)
+)
 
 
 def apply_subpolicies(
@@ -459,7 +460,7 @@ def apply_subpolicies(
         flat = xf.reshape(b * c, h * w).to(torch.int64)
         lut, mat = identity_lut, _identity_matrix(b, x.device)
         factor, degenerate = torch.ones_like(mag), None
-        for op in _slot_ops(slot):
+        for op in _SLOT_OPS[slot]:
             mask = fires & (op_id == _OP_INDEX[op])
             if op in _GEOMETRIC:
                 mat = torch.where(mask.view(-1, 1, 1), _affine_matrix(op, signed, h, w), mat)

@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from kdlib.data.augment import normalize_affine
+from kdlib.data.loader import channel_axis
 from kdlib.errors import KdlibError
 
 FixedAug = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -37,8 +39,8 @@ def pil_crop_flip(img: Image.Image, dy: int, dx: int, flip: bool, padding: int =
     """Zero-pad ``img`` by ``padding``, crop its original size at top-left ``(dy, dx)`` of
     the padded image, then mirror left-right if ``flip``.
 
-    The same crop-then-flip as ``random_crop_flip`` for the same ``(dy, dx, flip)``, with
-    offsets in ``[0, 2 * padding]``.
+    The same crop-then-flip as ``kdlib.data.augment.crop_flip`` for the same
+    ``(dy, dx, flip)``, with offsets in ``[0, 2 * padding]``.
     """
     if not (0 <= dy <= 2 * padding and 0 <= dx <= 2 * padding):
         raise ValueError(f"offsets ({dy}, {dx}) outside [0, {2 * padding}]")
@@ -46,16 +48,6 @@ def pil_crop_flip(img: Image.Image, dy: int, dx: int, flip: bool, padding: int =
     padded = ImageOps.expand(img, border=padding, fill=0) if padding else img
     out = padded.crop((dx, dy, dx + w, dy + h))
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
-
-
-def _affine(
-    mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean * 255, 1 / (std * 255))`` as (3, 1, 1) float32, computed as ``normalize`` does
-    so that the per-image and batched results agree bit for bit."""
-    m = torch.as_tensor(np.asarray(mean, dtype=np.float32)).view(-1, 1, 1)
-    s = torch.as_tensor(np.asarray(std, dtype=np.float32)).view(-1, 1, 1)
-    return m * 255.0, 1.0 / (s * 255.0)
 
 
 def _normalized(img: Image.Image, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -69,22 +61,17 @@ def to_normalized_tensor(
 ) -> torch.Tensor:
     """ToTensor + Normalize: ``(pixels / 255 - mean) / std`` as a float32 (3, H, W) tensor.
 
-    Uses ``normalize``'s formula ``(x - 255 mean) * (1 / (255 std))``, not the literal one,
-    so it equals the batched path exactly rather than to within rounding.
+    Uses ``normalize``'s formula ``(x - 255 mean) * (1 / (255 std))`` with the constants of
+    ``normalize_affine``, not the literal one, so it equals the batched path exactly rather
+    than to within rounding.
     """
-    shift, scale = _affine(mean, std)
+    shift, scale = normalize_affine(mean, std)
     return _normalized(img, shift, scale)
 
 
 def _to_nhwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
     a = images.numpy() if torch.is_tensor(images) else np.asarray(images)
-    if a.dtype != np.uint8 or a.ndim != 4:
-        raise KdlibError(f"images must be a uint8 (N, H, W, 3) array, got {a.dtype} {a.shape}")
-    if a.shape[-1] == 3:
-        return a
-    if a.shape[1] == 3:
-        return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-    raise KdlibError(f"images must have 3 channels, got shape {a.shape}")
+    return a if channel_axis(a) == 3 else np.ascontiguousarray(a.transpose(0, 2, 3, 1))
 
 
 def _check_fixed_aug(fixed_aug: FixedAug, n: int, padding: int) -> FixedAug:
@@ -131,7 +118,7 @@ class ClassicDataset(Dataset):
             raise KdlibError(f"padding must be >= 0, got {padding}")
         if fixed_aug is not None and not augment:
             raise KdlibError("fixed_aug needs augment=True")
-        self.shift, self.scale = _affine(mean, std)
+        self.shift, self.scale = normalize_affine(mean, std)
         self.augment = augment
         self.padding = padding
         self.seed = seed

@@ -13,7 +13,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,6 +23,21 @@ from kdlib.data.registry import IMAGE_SHAPE
 from kdlib.errors import DataError
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (``.DS_Store``, macOS ``._x.png`` AppleDouble)."""
+    return name.startswith(".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name is one the readers decode: not hidden, with an image suffix.
+
+    The one test used by both the ImageFolder and the archive reader, so a tree and a tar
+    of it (even one made on macOS, full of ``._*`` files) read the same images.
+    """
+    return not is_hidden(name) and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
 
 # Fewer images than this are decoded in-process.
 PARALLEL_MIN_ITEMS = 2048

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdlib.data.decode import IMAGE_SUFFIXES, Item, decode_many
-from kdlib.data.raw import RawDataset, tree_split
+from kdlib.data.decode import Item, decode_many, is_hidden, is_image_name
+from kdlib.data.raw import RawDataset, tree_splits
 from kdlib.data.registry import SPLITS, DatasetSpec
 
 
@@ -20,7 +20,7 @@ def is_tree(dataset_dir: Path) -> bool:
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def list_tree(spec: DatasetSpec, dataset_dir: Path) -> tuple[list[str], list[Item]]:
@@ -31,7 +31,7 @@ def list_tree(spec: DatasetSpec, dataset_dir: Path) -> tuple[list[str], list[Ite
         for class_dir in _visible_dirs(dataset_dir / split):
             classes.add(class_dir.name)
             for f in sorted(class_dir.iterdir()):
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.name[0] != "." and f.is_file():
+                if is_image_name(f.name) and f.is_file():
                     key = f"{spec.name}/{split}/{class_dir.name}/{f.name}"
                     items.append((key, str(f), str(f)))
     return sorted(classes), items
@@ -49,8 +49,5 @@ def read_image_folder(
     decoded = decode_many(
         items, total=len(items), workers=workers, desc=f"decoding {spec.name}", progress=progress
     )
-    by_split: dict[str, list] = {split: [] for split in SPLITS}
-    for key, img in decoded:
-        by_split[key.split("/")[1]].append((key, img))
-    splits = {s: tree_split(spec.name, s, rows, classes) for s, rows in by_split.items()}
+    splits = tree_splits(spec.name, decoded, classes)
     return RawDataset(spec.name, classes, splits, "imagefolder", dataset_dir)

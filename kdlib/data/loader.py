@@ -13,21 +13,27 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from kdlib.data.augment import normalize, random_crop_flip
+from kdlib.data.augment import normalize, normalize_affine, random_crop_flip
 from kdlib.errors import KdlibError
+
+
+def channel_axis(images: np.ndarray | torch.Tensor) -> int:
+    """Check that ``images`` is a uint8 batch of 3-channel images, (N, H, W, 3) or
+    (N, 3, H, W); return its channel axis (3 or 1). Shared by both loaders."""
+    dtype, shape = images.dtype, tuple(images.shape)
+    uint8 = dtype == torch.uint8 if torch.is_tensor(images) else dtype == np.uint8
+    if not uint8 or len(shape) != 4:
+        raise KdlibError(f"images must be a uint8 (N, H, W, 3) array, got {dtype} {shape}")
+    if shape[-1] == 3:
+        return 3
+    if shape[1] == 3:
+        return 1
+    raise KdlibError(f"images must have 3 channels, got shape {shape}")
 
 
 def _to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(images)
-    if t.dtype != torch.uint8 or t.ndim != 4:
-        raise KdlibError(
-            f"images must be a uint8 (N, H, W, 3) array, got {t.dtype} {tuple(t.shape)}"
-        )
-    if t.shape[-1] == 3:
-        return t.permute(0, 3, 1, 2)
-    if t.shape[1] == 3:
-        return t
-    raise KdlibError(f"images must have 3 channels, got shape {tuple(t.shape)}")
+    return t.permute(0, 3, 1, 2) if channel_axis(t) == 3 else t
 
 
 class DeviceLoader:
@@ -57,13 +63,17 @@ class DeviceLoader:
         if batch_size <= 0:
             raise KdlibError(f"batch size must be positive, got {batch_size}")
         self.device = torch.device(device)
-        self.images = _to_nchw(images).to(self.device).contiguous()
+        # The batches' memory layout is set here, once: indexing, the crop's gather and
+        # normalize all keep it, so no step of __iter__ copies to change it.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.images = _to_nchw(images).to(self.device).contiguous(memory_format=self.memory_format)
         self.labels = torch.as_tensor(labels).to(device=self.device, dtype=torch.int64)
         if len(self.labels) != len(self.images):
             raise KdlibError(f"{len(self.labels)} labels for {len(self.images)} images")
         self.batch_size = batch_size
         self.mean = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=self.device)
         self.std = torch.as_tensor(np.asarray(std, dtype=np.float32), device=self.device)
+        self.affine = normalize_affine(mean, std, self.device)
         self.shuffle = shuffle
         self.augment = augment
         self.drop_last = drop_last
@@ -91,8 +101,8 @@ class DeviceLoader:
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[idx]
             if self.augment:
-                x = random_crop_flip(x, generator=self.generator)
-            x = normalize(x, self.mean, self.std, dtype=self.dtype)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = random_crop_flip(x, generator=self.generator, memory_format=self.memory_format)
+            x = normalize(x, dtype=self.dtype, affine=self.affine)
+            # A no-op (no copy) unless a PyTorch op changed the layout after all.
+            x = x.contiguous(memory_format=self.memory_format)
             yield x, self.labels[idx]

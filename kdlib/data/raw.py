@@ -79,6 +79,17 @@ def tree_split(
     return RawSplit(images, labels, [r[1] for r in rows])
 
 
+def tree_splits(
+    name: str, decoded: list[tuple[str, np.ndarray]], classes: list[str]
+) -> dict[str, RawSplit]:
+    """Every split from ``(path in tree, image)`` pairs of both splits, grouped by the
+    ``split`` part of ``name/split/class/file``."""
+    by_split: dict[str, list[tuple[str, np.ndarray]]] = {split: [] for split in SPLITS}
+    for path, img in decoded:
+        by_split[PurePosixPath(path).parts[1]].append((path, img))
+    return {s: tree_split(name, s, rows, classes) for s, rows in by_split.items()}
+
+
 def require_splits(raw: RawDataset) -> None:
     """Every split must be present and non-empty: a missing half is never silently accepted."""
     for split in SPLITS:
