@@ -26,6 +26,7 @@ from typing import Any
 
 from kdlib.errors import KdlibError
 from kdlib.io import write_text
+from kdlib.locks import RunLocked
 
 # Each figure notebook and the figures (file stems) it writes, with what each one shows.
 FIGURES: dict[str, dict[str, str]] = {
@@ -102,7 +103,8 @@ def execute_notebook(
     cwd: str | Path | None = None,
     timeout: int | None = None,
 ) -> Path:
-    """Execute ``notebook`` with papermill into ``output``; a failing cell raises KdlibError.
+    """Execute ``notebook`` with papermill into ``output``; a failing cell raises KdlibError
+    (``RunLocked`` when the cell raised that: another process is running the run).
 
     ``cwd`` defaults to the notebook's folder, so its default relative paths
     (``../runs``) mean the same as when it is opened in Jupyter.
@@ -131,6 +133,8 @@ def execute_notebook(
                 execution_timeout=timeout,
             )
     except PapermillExecutionError as e:
+        if e.ename == "RunLocked":  # another process holds the run: not a failure
+            raise RunLocked(e.evalue) from e
         raise KdlibError(
             f"{notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
             f"(executed copy: {output})"
@@ -183,13 +187,16 @@ def render_all(
     """Execute every figure notebook on ``runs_dir``, then write the figures index.
 
     Returns the figure files written. Raises KdlibError if a notebook fails or a promised
-    figure is missing. ``executed_dir`` keeps the executed notebooks (with outputs).
+    figure was not written by this render (missing, empty, or older than its start: a
+    file left from an earlier render is not this render's figure). ``executed_dir`` keeps
+    the executed notebooks (with outputs).
     """
     from kdlib.figures import completed, runs_table
 
     runs_dir, figures_dir = Path(runs_dir).absolute(), Path(figures_dir).absolute()
     notebooks_dir = Path(notebooks_dir).absolute()
     figures_dir.mkdir(parents=True, exist_ok=True)
+    started = _fs_now(figures_dir)
     params = {"runs_dir": str(runs_dir), "figures_dir": str(figures_dir)}
     with contextlib.ExitStack() as stack:
         if executed_dir is None:
@@ -201,12 +208,31 @@ def render_all(
                 notebooks_dir / notebook, out_dir / notebook, params, kernel_name=kernel_name
             )
     expected = expected_files(figures_dir)
-    missing = [p for p in expected if not p.is_file() or p.stat().st_size == 0]
+    missing = [
+        p
+        for p in expected
+        if not p.is_file() or p.stat().st_size == 0 or p.stat().st_mtime_ns < started
+    ]
     if missing:
-        raise KdlibError(f"figure notebooks did not write: {', '.join(map(str, missing))}")
+        raise KdlibError(
+            "figure notebooks did not write (a file left from an earlier render does not "
+            f"count): {', '.join(map(str, missing))}"
+        )
     n = len(completed(runs_table(runs_dir)))
     write_figures_index(figures_dir, runs_dir=_display_path(runs_dir), n_completed=n)
     return expected
+
+
+def _fs_now(folder: Path) -> int:
+    """The time now by the clock that stamps files in ``folder`` (st_mtime_ns of a file
+    written there), so that comparing with the figures' times is exact even where that
+    clock is coarse or not this machine's (a network file system)."""
+    fd, name = tempfile.mkstemp(prefix=".render-started-", dir=folder)
+    try:
+        os.close(fd)
+        return Path(name).stat().st_mtime_ns
+    finally:
+        os.unlink(name)
 
 
 def _display_path(path: Path) -> str:

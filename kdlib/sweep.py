@@ -33,7 +33,7 @@ from kdlib.errors import KdlibError
 from kdlib.io import read_yaml
 from kdlib.locks import RunLocked
 from kdlib.methods import method_class
-from kdlib.runs import RunRecord
+from kdlib.runs import RunRecord, config_hash
 
 _TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
 _TEACHER_FIELDS = ("teacher", "teacher_checkpoint", "teacher_epochs")
@@ -109,7 +109,7 @@ class Sweep:
                 else f"{k}={v}"
                 for k, v in zip(keys, combo, strict=True)
             )
-            method = values.get("method", "nokd")
+            method = values.get("method", TrainConfig.method)
             if isinstance(method, str) and not method_class(method).needs_teacher:
                 for key in _TEACHER_FIELDS:
                     values.pop(key, None)
@@ -117,11 +117,14 @@ class Sweep:
             try:
                 cfg.validate()
             except KdlibError as e:
-                if self.skip_invalid and isinstance(values.get("method"), str):
+                if self.skip_invalid and isinstance(method, str):
                     self.skipped.append((where, str(e)))
                     continue
                 raise KdlibError(f"{where}: {e}") from None
-            identity = repr(sorted(cfg.to_dict().items()))
+            # The same run however the grid spelled it. config_hash counts a teacher
+            # checkpoint by its content, which training records; here its path stands in.
+            d = cfg.to_dict()
+            identity = f"{config_hash(d)} {d['runs_dir']} {d['teacher_checkpoint']}"
             if identity not in seen:
                 seen.add(identity)
                 configs.append(cfg)
@@ -153,10 +156,14 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
 
 def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[Path]:
     """Run ``cfg`` by executing ``run.ipynb`` with papermill; the executed copy, outputs
-    included, is saved as ``run.ipynb`` in each run directory it made.
+    included, is saved as ``run.ipynb`` in each run directory this execution trained.
+    A run it only reused (completed before, such as a teacher shared by several runs)
+    keeps the notebook that trained it.
 
-    When the notebook fails, the run it was making is marked ``failed`` with the error
-    (if training had not already recorded that), and the ``KdlibError`` is raised.
+    When the notebook fails, a run it trained that still says ``running`` (the kernel
+    died before training could record the error) is marked ``failed`` with the error,
+    and the ``KdlibError`` is raised (``RunLocked`` when another process holds the run).
+    Returns every run directory the execution trained or reused.
     """
     import tempfile
 
@@ -175,15 +182,16 @@ def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[Path]:
             except KdlibError as e:
                 error = e
         run_dirs = list(dict.fromkeys(path for _, path in found))
-        for run_dir in run_dirs:
+        ran = list(dict.fromkeys(path for kind, path in found if kind == "ran"))
+        for run_dir in ran:
             if executed.exists():
                 with atomic_write(run_dir / "run.ipynb", "wb") as f:
                     f.write(executed.read_bytes())
     if error is not None:
-        if run_dirs:
-            rec = RunRecord(run_dirs[-1])
+        for run_dir in ran:
+            rec = RunRecord(run_dir)
             metrics = rec.metrics()
-            if metrics.get("status") in ("running", "completed"):
+            if metrics.get("status") == "running":
                 rec.write_metrics({**metrics, "status": "failed", "error": str(error)})
         raise error
     return run_dirs
@@ -289,7 +297,9 @@ def run_sweep(
     return pd.DataFrame(rows)
 
 
-_SKIPPED = ("running elsewhere", "done before")
+# How well a worker's row tells what happened to a run, best first: a run some worker
+# completed is completed, whatever another worker saw of it earlier or later.
+_RANK = ("completed", "done before", "diverged", "failed", "running elsewhere")
 
 
 def run_sweep_parallel(
@@ -302,7 +312,9 @@ def run_sweep_parallel(
     """Pack several runs onto this machine (one GPU) at once: ``processes`` sweep workers.
 
     Each worker walks the same list; the per-run locks hand each run to exactly one of
-    them, so they spread over the runs without any other coordination.
+    them, so they spread over the runs without any other coordination. The summary
+    keeps, per run, the worker row that tells most: completed, then done before, then
+    diverged or failed, then running elsewhere.
     """
     import json
     import subprocess
@@ -324,9 +336,9 @@ def run_sweep_parallel(
     done = [t for t in tables if t is not None]
     if not done:
         raise KdlibError(f"all {processes} sweep workers failed; run without --parallel to see why")
+    rank = {status: k for k, status in enumerate(_RANK)}
     rows = []
     for i in range(len(done[0])):
         candidates = [t[i] for t in done]
-        ran = [r for r in candidates if r.get("status") not in _SKIPPED]
-        rows.append(ran[0] if ran else candidates[0])
+        rows.append(min(candidates, key=lambda r: rank.get(r.get("status"), len(_RANK))))
     return pd.DataFrame(rows)

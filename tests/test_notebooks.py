@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from kdlib import notebooks
+from kdlib.errors import KdlibError
 from kdlib.notebooks import FIGURES, execute_notebook, expected_files, render_all
 from kdlib.runs import RunRecord
 
@@ -46,19 +49,59 @@ def test_figure_notebooks_render_the_fixture_runs(tmp_path: Path) -> None:
     figures_dir = tmp_path / "figures"
     written = render_all(FIXTURE, figures_dir, NOTEBOOKS, executed_dir=tmp_path / "executed")
     assert written == expected_files(figures_dir)
+    # what each figure shows (SVG text stays text): the fixture's data, not just a file
+    svg = {p.stem: p.read_text() for p in written if p.suffix == ".svg"}
+    for stem, text in svg.items():
+        assert "[SYNTHETIC FIXTURE DATA]" in text, stem
+    shows = {
+        "reproducibility_table2": ["Table 2: KD", "WRN16-4", "ours 93.42"],
+        "reproducibility_table3": ["Table 3: methods", "TAKD", "PKD"],
+        "reproducibility_table4": ["Table 4: methods", "UDA-NOKD"],
+        "generalization": ["ResNet26 (trained)→ResNet8", "+1.39"],
+        "kd_params": ["best T=5, lambda=0.5"],
+        "training_curves": ["Training curves", "TAKD"],
+    }
+    assert set(shows) == set(svg)
+    for stem, labels in shows.items():
+        for label in labels:
+            assert label in svg[stem], (stem, label)
     for path in written:
-        assert path.is_file() and path.stat().st_size > 0, path
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
     index = (figures_dir / "README.md").read_text()
     for stems in FIGURES.values():
         for stem in stems:
             assert f"**{stem}**" in index and f"]({stem}.svg)" in index
-    assert "(47 completed runs)" in index
+    assert "(59 completed runs)" in index
     summary = (figures_dir / "reproducibility_summary.md").read_text()
     assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in summary
+    assert "| KD | ResNet26 → ResNet8 | 200 | 2 | 90.47 ± 0.11 |" in summary  # Table 3's
+    assert "| KD | ResNet26 → ResNet8 | 200 | 2 | 90.23 ± 0.38 |" in summary  # Table 2's
     assert "SYNTHETIC FIXTURE DATA" in summary
     executed = nbformat.read(tmp_path / "executed" / "generalization.ipynb", as_version=4)
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
     assert any("image/png" in o["data"] for o in images)
+
+
+def test_render_all_does_not_take_figures_left_from_an_earlier_render(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figures_dir = tmp_path / "figures"
+    figures_dir.mkdir()
+    for path in expected_files(figures_dir):  # an earlier render's files, all present
+        path.write_text("old")
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+    fresh = expected_files(figures_dir)[0]
+
+    def execute(notebook: Path, output: Path, *args: object, **kwargs: object) -> Path:
+        fresh.write_text("new")  # this render writes one file only
+        return output
+
+    monkeypatch.setattr(notebooks, "execute_notebook", execute)
+    with pytest.raises(KdlibError, match="did not write") as e:
+        render_all(tmp_path / "runs", figures_dir, NOTEBOOKS)
+    assert str(fresh) not in str(e.value)
+    assert all(str(p) in str(e.value) for p in expected_files(figures_dir)[1:])
 
 
 def test_figure_notebooks_render_before_any_run(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kdlib.runs import load_runs
-from kdlib.sweep import Sweep, load_sweep, run_sweep
+from kdlib.locks import run_lock
+from kdlib.runs import RunRecord, load_runs
+from kdlib.sweep import Sweep, load_sweep, run_sweep, run_sweep_parallel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,9 +159,46 @@ def test_sweep_via_notebook_keeps_the_executed_notebook(tiny_data: dict, tmp_pat
     table = run_sweep(load_sweep(path), progress=False, via="notebook")
     assert list(table["status"]) == ["completed"]
     run_dir = Path(table["run_dir"].iloc[0])
-    nb = json.loads((run_dir / "run.ipynb").read_text())
+    kept = run_dir / "run.ipynb"
+    nb = json.loads(kept.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert any(f"RUN_DIR={run_dir}" in "".join(o.get("text", "")) for o in outputs)
+    before = (kept.read_bytes(), kept.stat().st_mtime_ns)
+
+    # Run again: the completed run is reused, and keeps the notebook that trained it.
+    again = run_sweep(load_sweep(path), progress=False, via="notebook")
+    assert list(again["status"]) == ["done before"]
+    assert (kept.read_bytes(), kept.stat().st_mtime_ns) == before
+
+    # Another process holds the run's lock: the kernel's RunLocked comes back as such,
+    # "running elsewhere", not as a failure, and nothing is marked or overwritten.
+    with run_lock(tmp_path / "runs", RunRecord(run_dir).config()["config_hash"]):
+        locked = run_sweep(load_sweep(path), progress=False, via="notebook")
+    assert list(locked["status"]) == ["running elsewhere"]
+    assert RunRecord(run_dir).metrics()["status"] == "completed"
+    assert (kept.read_bytes(), kept.stat().st_mtime_ns) == before
+
+
+def test_parallel_summary_prefers_what_happened_over_what_a_worker_saw(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Two workers' summaries of the same three runs, in the order the workers finish.
+    tables = [
+        [{"status": "failed"}, {"status": "running elsewhere"}, {"status": "running elsewhere"}],
+        [{"status": "completed"}, {"status": "done before"}, {"status": "failed"}],
+    ]
+
+    class Worker:  # stands in for a `kdlib sweep --summary-json OUT` subprocess
+        def __init__(self, cmd: list[str], **_: object) -> None:
+            out = Path(cmd[cmd.index("--summary-json") + 1])
+            out.write_text(json.dumps(tables.pop(0)))
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Worker)
+    table = run_sweep_parallel(tmp_path / "s.yaml", [], 2, progress=False)
+    assert list(table["status"]) == ["completed", "done before", "failed"]
 
 
 def test_papermill_failure_marks_the_run_failed_and_the_sweep_goes_on(
