@@ -10,11 +10,19 @@ marked ``synthetic_fixture`` say so in their title.
 Accuracies are test accuracies in percent, in three flavours kept apart on purpose:
 ``final_test_acc`` (last epoch), ``test_acc_at_best_val`` (epoch chosen on validation,
 the honest number) and ``best_test_acc`` (best test epoch, the paper's way of reporting).
+
+Pooling: only runs of one *setting* (equal ``setting_hash`` of :func:`kdlib.runs.load_runs`:
+every identity setting but the seed, the teacher checkpoint by its content) are averaged
+or tested together, one run per seed (:func:`completed`). Runs that look alike but were
+set up differently, e.g. KD from the released ResNet26 checkpoint and KD from a ResNet26
+trained here, are never mixed: summaries and curves show them as separate rows or lines,
+and a paper table shows one setting per row (see :func:`summary_table`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,6 +69,40 @@ EXCLUDED_GRIDS = ("kdparam",)
 _SETTING = ("teacher", "student", "dataset", "epochs")
 _SYNTHETIC_NOTE = "SYNTHETIC FIXTURE DATA"
 
+# Where each paper table's teacher comes from in the sweep that reproduces it: Tables 3
+# and 4 load the released checkpoint (sweeps/paper_table3.yaml, paper_table4.yaml), Table 2
+# trains each teacher first (sweeps/paper_table2.yaml). A table shows only runs whose
+# teacher came that way (teacher-free runs such as nokd always qualify).
+TABLE_TEACHER_FROM = {"table2": "trained", "table3": "checkpoint", "table4": "checkpoint"}
+
+# The student's training protocol, shared by a method's runs and its nokd baseline: a
+# baseline must agree on every one of these the runs recorded (and on ``speed.*``).
+_PROTOCOL = (
+    "student",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "lr_milestones",
+    "lr_gamma",
+    "val_size",
+    "train_limit",
+    "augment",
+    "loop",
+    "precision",
+    "channels_last",
+    "compile",
+    "deterministic",
+    "dataset_fingerprint",
+)
+
+
+class SettingsWarning(UserWarning):
+    """Runs of several settings matched one entry of a figure: one setting was shown."""
+
 
 # ----------------------------------------------------------------------------- selection
 
@@ -95,10 +137,156 @@ def runs_table(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:
-    """Only the runs that finished on the whole test split; a running, failed or diverged
-    run, or a smoke run evaluated on part of the test split (``test_limit``), never counts."""
+    """Only the runs that finished on the whole test split, one per seed of each setting.
+
+    A running, failed or diverged run, or a smoke run evaluated on part of the test split
+    (``test_limit``), never counts. Two completed runs of the same setting and seed (one
+    configuration run twice, e.g. in two runs folders merged later) would count one seed
+    twice: the first by run id (its UTC start time) is kept and a ``SettingsWarning``
+    says how many were left out.
+    """
     partial = _col(df, "test_limit").notna() if "test_limit" in df.columns else False
-    return df[(_col(df, "status") == "completed") & ~partial].copy()
+    return _one_per_seed(df[(_col(df, "status") == "completed") & ~partial].copy())
+
+
+def settings(df: pd.DataFrame) -> pd.Series:
+    """Each run's setting (``setting_hash``); runs of equal settings are seeds of one
+    experiment. A run without one (a table not made by ``load_runs``) is a setting of
+    its own: nothing is pooled with it."""
+    ids = _col(df, "run_id")
+    values = [
+        f"run:{r}" if _missing(s) else str(s)
+        for s, r in zip(_col(df, "setting_hash"), ids, strict=True)
+    ]
+    return pd.Series(values, index=df.index, dtype=object)
+
+
+def teacher_from(df: pd.DataFrame) -> pd.Series:
+    """Where each run's teacher came from: ``checkpoint`` (loaded from a file, e.g. the
+    released one), ``trained`` (trained first by the same loop) or None (no teacher)."""
+    out = []
+    columns = (_col(df, c) for c in ("teacher", "teacher_checkpoint", "teacher_checkpoint_sha256"))
+    for teacher, ckpt, sha in zip(*columns, strict=True):
+        loaded = not (_missing(ckpt) and _missing(sha))
+        out.append(None if _missing(teacher) else "checkpoint" if loaded else "trained")
+    return pd.Series(out, index=df.index, dtype=object)
+
+
+def _params(runs: pd.DataFrame) -> str:
+    """The method parameters given to a setting's runs (``T=4, lambda=0.7``), or ""."""
+    if runs.empty:
+        return ""
+    first = runs.iloc[0]
+    cols = sorted(c for c in runs.columns if c.startswith("method_params."))
+    return ", ".join(
+        f"{c[len('method_params.') :]}={first[c]}" for c in cols if not _missing(first[c])
+    )
+
+
+def _n_seeds(runs: pd.DataFrame) -> int:
+    return int(pd.to_numeric(_col(runs, "seed"), errors="coerce").dropna().nunique())
+
+
+def _one_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with one run per (setting, seed): the first by run id (see :func:`completed`)."""
+    if df.empty:
+        return df
+    key = pd.DataFrame(
+        {
+            "setting": settings(df),
+            "seed": _col(df, "seed").astype(str),
+            "run_id": _col(df, "run_id").astype(str),
+        },
+        index=df.index,
+    ).sort_values(["setting", "seed", "run_id"], kind="stable")
+    drop = key.index[key.duplicated(["setting", "seed"]).to_numpy()]
+    if len(drop):
+        warnings.warn(
+            f"{len(drop)} completed run(s) repeat a seed of their setting and were left out "
+            f"(the first run of each seed counts): {', '.join(map(str, df.loc[drop, 'run_id']))}",
+            SettingsWarning,
+            stacklevel=3,
+        )
+    return df.drop(index=drop)
+
+
+def _one_setting(
+    runs: pd.DataFrame, what: str, teacher: str | None = None, prefer_grid: str | None = None
+) -> pd.DataFrame:
+    """The runs of one setting among ``runs``, chosen by a fixed rule.
+
+    With ``teacher`` ("checkpoint" or "trained"), runs whose teacher came another way
+    are left out first (teacher-free runs stay). Of the settings left, runs of the grid
+    ``prefer_grid`` (None: plain runs, not of any grid) come first, then the setting with
+    the most seeds, then the smallest setting hash. When more than one setting was left,
+    a ``SettingsWarning`` names what was left out (all of them are in
+    ``summary_table(df)``, one row each).
+    """
+    if runs.empty:
+        return runs
+    if teacher is not None:
+        runs = runs[[t is None or t == teacher for t in teacher_from(runs)]]
+    keys = settings(runs)
+    groups = {s: runs[keys == s] for s in sorted(set(keys))}
+    if len(groups) <= 1:
+        return runs
+
+    def rank(item: tuple[str, pd.DataFrame]) -> tuple[bool, int, str]:
+        s, g = item
+        grid = _col(g, "grid").iloc[0]
+        off_grid = (not _missing(grid)) if prefer_grid is None else grid != prefer_grid
+        return (bool(off_grid), -_n_seeds(g), s)
+
+    ranked = sorted(groups.items(), key=rank)
+    (best, runs), rest = ranked[0], ranked[1:]
+    warnings.warn(
+        f"{what}: runs of {len(ranked)} different settings match; showing setting {best} "
+        f"({_n_seeds(runs)} seeds), leaving out "
+        + ", ".join(f"{s} ({_n_seeds(g)} seeds)" for s, g in rest),
+        SettingsWarning,
+        stacklevel=3,
+    )
+    return runs
+
+
+def _tell_apart(
+    labels: Sequence[str],
+    setting: Sequence[str],
+    sources: Sequence[Any],
+    params: Sequence[str],
+) -> list[str]:
+    """``labels`` made distinct per setting: where one label covers several settings,
+    each says what tells it apart (where its teacher came from, its method parameters,
+    else its setting hash)."""
+    n = len(labels)
+
+    def clashes(keys: Sequence[Any]) -> set[Any]:
+        seen: dict[Any, set[str]] = {}
+        for k, s in zip(keys, setting, strict=True):
+            seen.setdefault(k, set()).add(s)
+        return {k for k, ss in seen.items() if len(ss) > 1}
+
+    out = list(labels)
+    clash = clashes(out)
+    if not clash:
+        return out
+    for label in clash:
+        idx = [i for i in range(n) if out[i] == label]
+        vary_source = len({sources[i] for i in idx}) > 1
+        vary_params = len({params[i] for i in idx}) > 1
+        for i in idx:
+            parts = []
+            if vary_source and sources[i]:
+                parts.append(f"teacher {sources[i]}")
+            if vary_params and params[i]:
+                parts.append(params[i])
+            if parts:
+                out[i] = f"{labels[i]} ({'; '.join(parts)})"
+    for label in clashes(out):
+        for i in range(n):
+            if out[i] == label:
+                out[i] = f"{out[i]} [setting {setting[i]}]"
+    return out
 
 
 def _metric(df: pd.DataFrame, name: str) -> pd.Series:
@@ -115,12 +303,14 @@ def select_runs(
     epochs: int | None = None,
     exclude_grids: Sequence[str] = EXCLUDED_GRIDS,
 ) -> pd.DataFrame:
-    """Completed runs of one setting.
+    """Completed runs (one per seed of each setting) that match the given fields.
 
     ``teacher`` keeps runs taught by that model (alone or among several) and also the
     teacher-free runs (nokd), which are every setting's baseline. Runs of the grids in
     ``exclude_grids`` (the T x lambda sweep) are left out: they are not runs of the
-    method's default setting.
+    method's default setting. The result can still hold runs of several settings (e.g.
+    a teacher from a checkpoint and one trained here, or other method parameters): pool
+    only runs of one :func:`settings` value, as every summary and figure here does.
     """
     out = completed(df)
     if method is not None:
@@ -141,7 +331,8 @@ def select_runs(
 
 
 def _paper_row_runs(df: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
-    """Our completed runs that reproduce one paper row (same method, models, data, epochs)."""
+    """Our completed runs with one paper row's method, models, data and epochs, of any
+    setting (:func:`_table_entries` keeps one)."""
     runs = select_runs(
         df,
         method=row["method"],
@@ -182,6 +373,18 @@ def _message_figure(message: str, title: str = "") -> Figure:
 # ----------------------------------------------------------------------------- saving
 
 
+def _settle_layout(fig: Figure, max_draws: int = 5) -> None:
+    """Draw until constrained layout stops moving the axes (usually one or two draws; a
+    colorbar whose tick labels change width can take a second), so saving is stable."""
+    before = None
+    for _ in range(max_draws):
+        fig.draw_without_rendering()
+        now = [tuple(ax.get_position().bounds) for ax in fig.axes]
+        if now == before:
+            return
+        before = now
+
+
 def save_figure(
     fig: Figure,
     figures_dir: str | Path,
@@ -201,7 +404,7 @@ def save_figure(
     try:
         with matplotlib.rc_context(rc):
             fig.set_dpi(dpi)
-            fig.draw_without_rendering()  # constrained layout converges on the first draw
+            _settle_layout(fig)
             for fmt in formats:
                 path = Path(figures_dir) / f"{name}.{fmt}"
                 metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
@@ -217,13 +420,20 @@ def save_figure(
 
 
 def _group_stats(runs: pd.DataFrame) -> dict[str, Any]:
-    final_m, final_s, n = mean_std(_metric(runs, "final_test_acc"))
+    """Seeds and mean +- std of each accuracy over the runs of one setting."""
+    found = sorted(set(settings(runs)))
+    if len(found) > 1:
+        raise ValueError(f"pooling runs of {len(found)} settings ({', '.join(found)})")
+    final_m, final_s, _ = mean_std(_metric(runs, "final_test_acc"))
     best_m, best_s, _ = mean_std(_metric(runs, "best_test_acc"))
     sel_m, sel_s, _ = mean_std(_metric(runs, "test_acc_at_best_val"))
     teacher_m, _, _ = mean_std(_metric(runs, "teacher_test_acc"))
     seeds = sorted({int(s) for s in pd.to_numeric(_col(runs, "seed"), errors="coerce").dropna()})
     return {
-        "n_seeds": n,
+        "setting": found[0] if found else None,
+        "teacher_from": teacher_from(runs).iloc[0] if len(runs) else None,
+        "params": _params(runs),
+        "n_seeds": len(seeds),
         "seeds": seeds,
         "final_mean": final_m,
         "final_std": final_s,
@@ -238,14 +448,24 @@ def _group_stats(runs: pd.DataFrame) -> dict[str, Any]:
 def summary_table(
     df: pd.DataFrame, table: str | None = None, paper: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per method and setting: seeds, mean +- std of each accuracy, the paper's number, delta.
+    """Per setting: seeds, mean +- std of each accuracy, the paper's number, delta.
+
+    A row pools the runs of one setting only (``setting``, the runs' ``setting_hash``;
+    ``n_seeds`` counts distinct seeds); ``teacher_from`` says whether the teacher was
+    loaded from a checkpoint or trained here, ``params`` the method parameters given.
 
     With ``table`` ("table3"...), one row per paper row of that table, in the paper's
     order (``n_seeds`` 0 where we have no run yet), then our other methods of the same
-    setting without a paper number. Without it, one row per setting we ran, with the
-    paper number of Table 3 or 4, else Table 2, where one matches. ``delta`` is our
-    best-epoch mean minus the paper (like for like: the paper reports the best epoch);
-    ``delta_final`` compares our final-epoch mean instead.
+    setting without a paper number. Each row shows one setting, chosen by a fixed rule:
+    only runs whose teacher came the way the table's sweep takes it
+    (:data:`TABLE_TEACHER_FROM`: the released checkpoint for Tables 3 and 4, a teacher
+    trained here for Table 2); of those, plain runs before a grid's, then the most
+    seeds, then the smallest setting hash, with a ``SettingsWarning`` when that rule
+    had to choose. Without ``table``, one row per setting we ran (nothing left out),
+    with the paper number of Table 3 or 4, else Table 2, where one matches the setting
+    (its teacher included). ``delta`` is our best-epoch mean minus the paper (like for
+    like: the paper reports the best epoch); ``delta_final`` compares our final-epoch
+    mean instead.
     """
     paper = paper_results() if paper is None else paper
     cols = [
@@ -255,6 +475,9 @@ def summary_table(
         "student",
         "dataset",
         "epochs",
+        "setting",
+        "teacher_from",
+        "params",
         "n_seeds",
         "seeds",
         "final_mean",
@@ -280,14 +503,20 @@ def _table_entries(
     df: pd.DataFrame, table: str, paper: pd.DataFrame
 ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """One paper table's rows (in the paper's order) with our runs of each, then our runs in
-    the table's setting that no paper row claims (methods the paper gives no number for)."""
+    the table's setting that no paper row claims (methods the paper gives no number for).
+
+    Each entry holds the runs of one setting (see :func:`summary_table` for the rule);
+    runs of a paper row's other settings are not shown again as unreported entries."""
     prow = paper[paper["table"] == table]
     entries: list[tuple[dict[str, Any], pd.DataFrame]] = []
     claimed: set[Any] = set()
+    source = TABLE_TEACHER_FROM.get(table)
     for _, r in prow.iterrows():
         runs = _paper_row_runs(df, r)
         claimed.update(runs.index)
         info = {k: r[k] for k in ("method", "teacher", "student", "dataset", "epochs")}
+        what = f"{table} {r['method']} {model_label(r['teacher'])} -> {r['student']}"
+        runs = _one_setting(runs, what, teacher=source)
         info["paper_teacher_acc"] = r.get("teacher_accuracy", math.nan)
         entries.append(({"table": table, **info, "paper": r["accuracy"]}, runs))
     if prow.empty:
@@ -295,6 +524,8 @@ def _table_entries(
     r0 = prow.iloc[0]
     for (method, teacher), runs in _unreported_groups(df, prow, r0):
         runs = runs[~runs.index.isin(list(claimed))]
+        what = f"{table} {method} {model_label(teacher)} -> {r0['student']}"
+        runs = _one_setting(runs, what, teacher=source)
         if runs.empty:
             continue
         info = {"method": method, "teacher": teacher, "student": r0["student"]}
@@ -309,17 +540,22 @@ def _table_rows(df: pd.DataFrame, table: str, paper: pd.DataFrame) -> list[dict[
 
 
 def _setting_rows(df: pd.DataFrame, paper: pd.DataFrame) -> list[dict[str, Any]]:
-    """Summary rows of every (method, teacher, student, dataset, epochs) we ran."""
+    """Summary rows of every setting we ran (one per setting hash)."""
     runs = select_runs(df)
     groups: dict[tuple[Any, ...], list[Any]] = {}
     columns = [[None if _missing(v) else v for v in _col(runs, c)] for c in ("method", *_SETTING)]
+    columns.append(list(settings(runs)))
     for idx, key in zip(runs.index, zip(*columns, strict=True), strict=True):
         groups.setdefault(key, []).append(idx)
-    order = sorted(groups, key=lambda k: (str(k[2:]), _method_sort_key(str(k[0])), str(k[1])))
+    order = sorted(
+        groups,
+        key=lambda k: (str(k[2:5]), _method_sort_key(str(k[0])), str(k[1]), -len(groups[k]), k[5]),
+    )
     rows = []
     for key in order:
-        method, teacher, student, dataset, epochs = key
-        accuracy, table = _match_paper(paper, method, teacher, student, dataset, epochs)
+        method, teacher, student, dataset, epochs, _ = key
+        source = teacher_from(runs.loc[groups[key]]).iloc[0]
+        accuracy, table = _match_paper(paper, method, teacher, student, dataset, epochs, source)
         rows.append(
             {
                 "table": table,
@@ -336,10 +572,19 @@ def _setting_rows(df: pd.DataFrame, paper: pd.DataFrame) -> list[dict[str, Any]]
 
 
 def _match_paper(
-    paper: pd.DataFrame, method: str, teacher: Any, student: Any, dataset: Any, epochs: Any
+    paper: pd.DataFrame,
+    method: str,
+    teacher: Any,
+    student: Any,
+    dataset: Any,
+    epochs: Any,
+    source: str | None = None,
 ) -> tuple[float, str | None]:
-    """The paper number for one of our settings: Tables 3/4 first, then Table 2."""
+    """The paper number for one of our settings: Tables 3/4 first, then Table 2, each only
+    for runs whose teacher came the table's way (``source``, see TABLE_TEACHER_FROM)."""
     for table in ("table3", "table4", "table2"):
+        if source is not None and TABLE_TEACHER_FROM[table] != source:
+            continue
         for _, r in paper[paper["table"] == table].iterrows():
             if (r["method"], r["student"], r["dataset"]) != (method, student, dataset):
                 continue
@@ -377,7 +622,11 @@ def _table_teacher(prow: pd.DataFrame) -> str | None:
 
 
 def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
-    """A Markdown table of :func:`summary_table` for the README (mean +- std over seeds)."""
+    """A Markdown table of :func:`summary_table` for the README (mean +- std over seeds).
+
+    Rows that would read the same but are different settings say what tells them apart
+    (``KD (teacher trained)``, their method parameters, else their setting hash).
+    """
 
     def pm(m: float, s: float) -> str:
         if _missing(m):
@@ -394,9 +643,20 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
         "| best epoch | paper | Δ (best − paper) |"
     )
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in summary.iterrows():
+    same = [
+        f"{method_label(r['method'])}|{r['teacher']}|{r['student']}|{r['dataset']}|{r['epochs']}"
+        for _, r in summary.iterrows()
+    ]
+    names = _tell_apart(
+        same,
+        [str(v) for v in _col(summary, "setting")],
+        [None if _missing(v) else v for v in _col(summary, "teacher_from")],
+        ["" if _missing(v) else str(v) for v in _col(summary, "params")],
+    )
+    for key, name, (_, r) in zip(same, names, summary.iterrows(), strict=True):
+        method = method_label(r["method"]) + name[len(key) :]  # what _tell_apart added
         lines.append(
-            f"| {method_label(r['method'])} | {model_label(r['teacher'])} → "
+            f"| {method} | {model_label(r['teacher'])} → "
             f"{model_label(r['student'])} | {r['epochs']} | {r['n_seeds']} "
             f"| {pm(r['final_mean'], r['final_std'])} | {pm(r['sel_mean'], r['sel_std'])} "
             f"| {pm(r['best_mean'], r['best_std'])} | {num(r['paper'])} "
@@ -412,7 +672,15 @@ def summary_markdown(df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES)) ->
         heading = TABLES[table]
         if _is_synthetic(df):
             heading += f" [{_SYNTHETIC_NOTE}]"
-        parts.append(f"### {heading}\n\n{format_summary(summary_table(df, table=table))}")
+        how = {"checkpoint": "loaded from its checkpoint", "trained": "trained first here"}
+        note = (
+            f"Runs whose teacher was {how[TABLE_TEACHER_FROM[table]]}, one setting per row "
+            "(`figures.summary_table(runs)` lists every setting).\n\n"
+            if table in TABLE_TEACHER_FROM
+            else ""
+        )
+        summary = format_summary(summary_table(df, table=table))
+        parts.append(f"### {heading}\n\n{note}{summary}")
     return "\n".join(parts)
 
 
@@ -540,8 +808,12 @@ def gain_table(
 ) -> pd.DataFrame:
     """Each method's mean gain over the baseline (nokd) in the same setting, with Welch's p.
 
-    The baseline of a run is the baseline's runs with the same student, dataset and
-    epochs (it has no teacher). One row per (method, teacher, student, dataset, epochs).
+    One row per setting of a method (``setting``: its runs' ``setting_hash``; ``n`` its
+    seeds), so KD from a checkpoint teacher and KD from a teacher trained here are two
+    rows (``teacher_from``). The baseline is the baseline method's runs of one setting
+    (``baseline_setting``) that trained the same student the same way (every field of
+    the training protocol the runs recorded agrees); where several such settings exist,
+    the one with the most seeds (then the smallest hash), with a ``SettingsWarning``.
     """
     cols = [
         "method",
@@ -549,8 +821,12 @@ def gain_table(
         "student",
         "dataset",
         "epochs",
+        "setting",
+        "teacher_from",
+        "params",
         "n",
         "mean",
+        "baseline_setting",
         "baseline_n",
         "baseline_mean",
         "gain",
@@ -562,33 +838,40 @@ def gain_table(
     runs = runs[runs["_value"].notna()]
     if runs.empty:
         return pd.DataFrame(columns=cols)
+    protocol = [c for c in runs.columns if c in _PROTOCOL or c.startswith("speed.")]
     runs = runs.assign(
         _teacher=[None if _missing(t) else str(t) for t in _col(runs, "teacher")],
         _epochs=pd.to_numeric(_col(runs, "epochs"), errors="coerce"),
+        _setting=settings(runs),
+        _protocol=[
+            tuple(None if _missing(v) else str(v) for v in row)
+            for row in zip(*(runs[c] for c in protocol), strict=True)
+        ],
     )
     base = runs[runs["method"] == baseline]
     rows = []
     others = runs[runs["method"] != baseline]
-    keys = ["method", "_teacher", "student", "dataset", "_epochs"]
-    for key, group in others.groupby(keys, dropna=False, sort=False):
-        method, teacher, student, dataset, epochs = key
-        b = base[
-            (base["student"] == student)
-            & (base["dataset"] == dataset)
-            & (base["_epochs"] == epochs)
-        ]["_value"]
+    for setting, group in others.groupby("_setting", sort=True):
+        first = group.iloc[0]
+        b = base[[key == first["_protocol"] for key in base["_protocol"]]]
+        what = f"{baseline} baseline of {first['method']} (setting {setting})"
+        b = _one_setting(b, what)["_value"] if not b.empty else b["_value"]
         if b.empty:
             continue
         test = welch_ttest(group["_value"], b)
         rows.append(
             {
-                "method": method,
-                "teacher": None if _missing(teacher) else teacher,
-                "student": student,
-                "dataset": dataset,
-                "epochs": int(epochs),
+                "method": first["method"],
+                "teacher": first["_teacher"],
+                "student": first["student"],
+                "dataset": first["dataset"],
+                "epochs": int(first["_epochs"]),
+                "setting": setting,
+                "teacher_from": teacher_from(group).iloc[0],
+                "params": _params(group),
                 "n": len(group),
                 "mean": group["_value"].mean(),
+                "baseline_setting": settings(base.loc[b.index]).iloc[0],
                 "baseline_n": len(b),
                 "baseline_mean": b.mean(),
                 "gain": group["_value"].mean() - b.mean(),
@@ -596,7 +879,19 @@ def gain_table(
                 "p": test.p,
             }
         )
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    order = sorted(
+        out.index,
+        key=lambda i: (
+            str(out.at[i, "dataset"]),
+            out.at[i, "epochs"],
+            str(out.at[i, "student"]),
+            str(out.at[i, "teacher"]),
+            _method_sort_key(out.at[i, "method"]),
+            str(out.at[i, "setting"]),
+        ),
+    )
+    return out.loc[order].reset_index(drop=True)
 
 
 def generalization_figure(
@@ -610,6 +905,12 @@ def generalization_figure(
     Cells show the mean gain in points and ``*`` where Welch's t-test over seeds gives
     p < ``alpha``; grey cells were not run. Whether a method helps only for some pairs is
     the paper's generalization question.
+
+    Each cell is one setting of :func:`gain_table`: a method's rows name the method
+    parameters given (``SFD (projection=True)``), and a pair that was run with a teacher
+    from a checkpoint and with one trained here is two columns (``(checkpoint)``,
+    ``(trained)``). Should one cell still match several settings, the one with the most
+    seeds (then the smallest hash) is shown, with a ``SettingsWarning``.
     """
     gains = gain_table(df, metric=metric, baseline=baseline)
     title = f"Gain over {method_label(baseline)} ({METRICS.get(metric, metric)})"
@@ -619,22 +920,46 @@ def generalization_figure(
             _title(title, df),
         )
     multi = gains[["dataset", "epochs"]].drop_duplicates().shape[0] > 1
+    pair_keys = [
+        tuple(map(str, k)) for k in gains[["teacher", "student", "dataset", "epochs"]].values
+    ]
+    sources: dict[tuple[str, ...], set[Any]] = {}
+    for k, src in zip(pair_keys, gains["teacher_from"], strict=True):
+        sources.setdefault(k, set()).add(src)
 
-    def pair(r: Mapping[str, Any]) -> str:
-        label = f"{model_label(r['teacher'])}→{model_label(r['student'])}"
+    def pair(r: Mapping[str, Any], k: tuple[str, ...]) -> str:
+        teacher = model_label(r["teacher"])
+        if len(sources[k]) > 1 and r["teacher_from"]:
+            teacher += f" ({r['teacher_from']})"
+        label = f"{teacher}→{model_label(r['student'])}"
         return f"{label}\n{r['dataset']} e{r['epochs']}" if multi else label
 
-    gains = gains.assign(pair=[pair(r) for _, r in gains.iterrows()])
-    col_order = (
-        gains.sort_values(["dataset", "epochs", "student", "teacher"], na_position="first")["pair"]
-        .drop_duplicates()
-        .tolist()
-    )
-    row_order = sorted(gains["method"].unique(), key=_method_sort_key)
+    def row(r: Mapping[str, Any]) -> str:
+        return method_label(r["method"]) + (f" ({r['params']})" if r["params"] else "")
+
+    gains = gains.assign(
+        pair=[pair(r, k) for (_, r), k in zip(gains.iterrows(), pair_keys, strict=True)],
+        row=[row(r) for _, r in gains.iterrows()],
+        _rank=-gains["n"],
+    ).sort_values(["_rank", "setting"], kind="stable")
+    clash = gains.duplicated(["row", "pair"], keep="first")
+    if clash.any():
+        warnings.warn(
+            f"generalization figure: {int(clash.sum())} cell(s) matched several settings; "
+            "showing the one with the most seeds, leaving out settings "
+            + ", ".join(gains.loc[clash, "setting"]),
+            SettingsWarning,
+            stacklevel=2,
+        )
+        gains = gains[~clash]
+    by_pair = ["dataset", "epochs", "student", "teacher", "pair"]
+    col_order = gains.sort_values(by_pair, na_position="first")["pair"].drop_duplicates().tolist()
+    methods = gains.drop_duplicates("row").set_index("row")["method"]
+    row_order = sorted(methods.index, key=lambda r: (*_method_sort_key(methods[r]), r))
     gain = np.full((len(row_order), len(col_order)), np.nan)
     for _, r in gains.iterrows():
-        gain[row_order.index(r["method"]), col_order.index(r["pair"])] = r["gain"]
-    lookup = {(r["method"], r["pair"]): r for _, r in gains.iterrows()}
+        gain[row_order.index(r["row"]), col_order.index(r["pair"])] = r["gain"]
+    lookup = {(r["row"], r["pair"]): r for _, r in gains.iterrows()}
 
     vmax = float(np.nanmax(np.abs(gain))) or 1.0
     fig = Figure(
@@ -644,9 +969,9 @@ def generalization_figure(
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="0.88")
     im = ax.imshow(np.ma.masked_invalid(gain), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
-    for i, method in enumerate(row_order):
+    for i, name in enumerate(row_order):
         for j, p in enumerate(col_order):
-            r = lookup.get((method, p))
+            r = lookup.get((name, p))
             if r is None:
                 ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.5")
                 continue
@@ -662,7 +987,7 @@ def generalization_figure(
                 color=colour,
             )
     ax.set_xticks(range(len(col_order)), col_order, fontsize=8)
-    ax.set_yticks(range(len(row_order)), [method_label(m) for m in row_order])
+    ax.set_yticks(range(len(row_order)), row_order)
     ax.set_xlabel(f"teacher → student   (* Welch p < {alpha:g}; n = seeds method/baseline)")
     ax.set_title(_title(title, df))
     fig.colorbar(im, ax=ax, label="gain (accuracy points)")
@@ -684,9 +1009,24 @@ def kd_param_table(
     """Mean and std over seeds of KD's accuracy per (setting, T, lambda).
 
     ``grid_only`` keeps the runs of the kdparam grid; without it every completed KD run
-    with a recorded T and lambda counts.
+    with a recorded T and lambda counts, but never pooled with another setting: each
+    cell is the runs of one setting (the grid's first, then the most seeds, then the
+    smallest hash, with a ``SettingsWarning`` when a cell had several). Panels are split
+    by where the teacher came from (``teacher_from``: checkpoint or trained here).
     """
-    cols = ["teacher", "student", "dataset", "epochs", "T", "lambda", "n", "mean", "std"]
+    cols = [
+        "teacher",
+        "teacher_from",
+        "student",
+        "dataset",
+        "epochs",
+        "T",
+        "lambda",
+        "n",
+        "mean",
+        "std",
+        "setting",
+    ]
     runs = select_runs(df, method="kd", exclude_grids=())
     if grid_only:
         runs = runs[_col(runs, "grid") == "kdparam"]
@@ -695,18 +1035,34 @@ def kd_param_table(
         lam=_hparam(runs, "lambda"),
         value=_metric(runs, metric),
         teacher=_col(runs, "teacher").fillna("none"),
+        teacher_from=teacher_from(runs).fillna("none"),
         epochs=pd.to_numeric(_col(runs, "epochs"), errors="coerce"),
     ).dropna(subset=["T", "lam", "value"])
     if runs.empty:
         return pd.DataFrame(columns=cols)
-    out = (
-        runs.groupby(["teacher", "student", "dataset", "epochs", "T", "lam"])["value"]
-        .agg(n="count", mean="mean", std="std")
-        .reset_index()
-        .rename(columns={"lam": "lambda"})
-    )
-    out["epochs"] = out["epochs"].astype(int)
-    return out[cols]
+    rows = []
+    keys = ["teacher", "teacher_from", "student", "dataset", "epochs", "T", "lam"]
+    for key, cell in runs.groupby(keys, sort=True):
+        teacher, source, student, dataset, epochs, T, lam = key
+        what = f"KD {teacher} ({source}) -> {student} e{int(epochs)} T={T:g} lambda={lam:g}"
+        cell = _one_setting(cell, what, prefer_grid="kdparam")
+        mean, std, n = mean_std(cell["value"])
+        rows.append(
+            {
+                "teacher": teacher,
+                "teacher_from": source,
+                "student": student,
+                "dataset": dataset,
+                "epochs": int(epochs),
+                "T": T,
+                "lambda": lam,
+                "n": n,
+                "mean": mean,
+                "std": std,
+                "setting": settings(cell).iloc[0],
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
 
 
 def kd_params_figure(
@@ -721,21 +1077,22 @@ def kd_params_figure(
     title = f"KD accuracy over T x lambda ({METRICS.get(metric, metric)})"
     if table.empty:
         return _message_figure("no completed kdparam (T x lambda) runs yet", _title(title, df))
-    settings = list(table.groupby(["teacher", "student", "dataset", "epochs"]).groups)
-    ncols = min(3, len(settings))
-    nrows = math.ceil(len(settings) / ncols)
+    panels = list(table.groupby(["teacher", "teacher_from", "student", "dataset", "epochs"]).groups)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     sample = table[["T"]].drop_duplicates().shape[0], table[["lambda"]].drop_duplicates().shape[0]
     fig = Figure(
         figsize=(ncols * max(3.5, 0.9 * sample[1] + 2), nrows * max(3.0, 0.55 * sample[0] + 1.8)),
         layout="constrained",
     )
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(settings) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_axis_off()
-    for ax, setting in zip(axes.flat, settings, strict=False):
-        teacher, student, dataset, epochs = setting
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        teacher, source, student, dataset, epochs = panel
         sub = table[
             (table["teacher"] == teacher)
+            & (table["teacher_from"] == source)
             & (table["student"] == student)
             & (table["dataset"] == dataset)
             & (table["epochs"] == epochs)
@@ -767,8 +1124,9 @@ def kd_params_figure(
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
         ax.set_xlabel("lambda (weight of the KD term)")
         ax.set_ylabel("T (temperature)")
+        trained = " (trained)" if source == "trained" else ""
         ax.set_title(
-            f"{model_label(teacher)}→{model_label(student)}, {dataset}, {epochs} epochs\n"
+            f"{model_label(teacher)}{trained}→{model_label(student)}, {dataset}, {epochs} epochs\n"
             f"best T={grid.index[bi]:g}, lambda={grid.columns[bj]:g}",
             fontsize=9,
         )
@@ -791,13 +1149,18 @@ _CURVE_LABELS = {
 
 def load_histories(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per-epoch history of each run in ``df`` (by run_id); runs without one are skipped."""
+    return _histories(zip(_col(df, "run_id"), _col(df, "path"), strict=True))
+
+
+def _histories(runs: Iterable[tuple[Any, Any]]) -> dict[str, pd.DataFrame]:
+    """Per-epoch history of each ``(name, run directory)`` that has one, by name."""
     out = {}
-    for run_id, path in zip(_col(df, "run_id"), _col(df, "path"), strict=True):
+    for name, path in runs:
         if _missing(path):
             continue
         hist = RunRecord(path).history()
         if not hist.empty and "epoch" in hist.columns:
-            out[str(run_id)] = hist
+            out[str(name)] = hist
     return out
 
 
@@ -828,14 +1191,24 @@ def mean_curves(
     by: Sequence[str] = ("method", "teacher", "student", "dataset", "epochs"),
     columns: Sequence[str] = CURVE_COLUMNS,
 ) -> pd.DataFrame:
-    """Long table (label, epoch, column, mean, std, n): each group's curves averaged over seeds."""
+    """Long table (label, epoch, column, mean, std, n): each group's curves averaged over seeds.
+
+    A group is the runs of one setting: where the ``by`` columns name runs of several
+    settings, each gets its own label saying what tells it apart (``KD (teacher
+    trained)``, its method parameters, else its setting hash).
+    """
     out_cols = ["label", "epoch", "column", "mean", "std", "n"]
     runs = completed(df)
     histories = load_histories(runs) if histories is None else histories
     runs = runs[_col(runs, "run_id").astype(str).isin(list(histories))]
     if runs.empty:
         return pd.DataFrame(columns=out_cols)
-    labels = _group_labels(runs, by)
+    labels = _tell_apart(
+        list(_group_labels(runs, by)),
+        list(settings(runs)),
+        list(teacher_from(runs)),
+        [_params(runs.loc[[i]]) for i in runs.index],
+    )
     frames = []
     for run_id, label in zip(runs["run_id"].astype(str), labels, strict=True):
         hist = histories[run_id]
@@ -924,11 +1297,7 @@ def run_curves_figure(
     run_dirs: Iterable[str | Path], columns: Sequence[str] = CURVE_COLUMNS
 ) -> Figure:
     """Learning curves of given run directories, one line each (whatever their status)."""
-    histories = {}
-    for d in run_dirs:
-        hist = RunRecord(d).history()
-        if not hist.empty and "epoch" in hist.columns:
-            histories[Path(d).name] = hist
+    histories = _histories((Path(d).name, d) for d in run_dirs)
     if not histories:
         return _message_figure("these runs have no recorded epochs yet", "Learning curves")
     frames = []

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import math
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +181,18 @@ def test_fixture_is_synthetic_and_up_to_date(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- summaries
 
 
+# Literal numbers read off the fixture (tests/make_fixture_runs.py, seeds 0 and 1), so
+# the tests do not recompute them with the code under test:
+# Table 3 KD, released ResNet26 checkpoint: final_test_acc 90.39, 90.54 (mean 90.465,
+# std 0.15/sqrt(2)); best_test_acc 90.61, 90.74 (mean 90.675).
+# Table 2 KD, ResNet26 trained first: final_test_acc 90.50, 89.96 (mean 90.23); best
+# 90.88, 90.23 (mean 90.555); its teachers scored 93.19 and 93.65 (mean 93.42).
+# nokd ResNet8, 200 epochs: final_test_acc 89.29, 88.86 (mean 89.075).
+KD_T3_FINAL, KD_T3_BEST, KD_T3_STD = 90.465, 90.675, 0.15 / math.sqrt(2)
+KD_T2_FINAL, KD_T2_BEST, KD_T2_TEACHER = 90.23, 90.555, 93.42
+NOKD_FINAL = 89.075
+
+
 def test_summary_table_follows_the_paper_and_counts_completed_runs_only(runs) -> None:
     s = figures.summary_table(runs, table="table3")
     methods = list(s["method"])
@@ -185,23 +200,97 @@ def test_summary_table_follows_the_paper_and_counts_completed_runs_only(runs) ->
     assert methods[8:] == ["pkd"]  # ran in the setting, no paper number
     assert (s["n_seeds"] == 2).all()
     assert all(seeds == [0, 1] for seeds in s["seeds"])  # the running/failed seed 9 never counts
+    assert set(s["teacher_from"].dropna()) == {"checkpoint"}
     kd = s[s["method"] == "kd"].iloc[0]
-    sel = figures.select_runs(runs, method="kd", teacher="resnet26", epochs=200)
-    assert kd["final_mean"] == pytest.approx(sel["final_test_acc"].mean())
-    assert kd["best_mean"] == pytest.approx(sel["best_test_acc"].mean())
-    assert kd["final_std"] == pytest.approx(sel["final_test_acc"].std())
+    assert kd["final_mean"] == pytest.approx(KD_T3_FINAL)
+    assert kd["best_mean"] == pytest.approx(KD_T3_BEST)
+    assert kd["final_std"] == pytest.approx(KD_T3_STD)
     assert kd["paper"] == 90.33
-    assert kd["delta"] == pytest.approx(kd["best_mean"] - 90.33)
+    assert kd["delta"] == pytest.approx(KD_T3_BEST - 90.33)
     assert math.isnan(s[s["method"] == "pkd"].iloc[0]["paper"])
     md = figures.format_summary(s)
     assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in md and md.count("\n") == len(s) + 2
 
     every = figures.summary_table(runs)
-    assert len(every) == 19  # 9 + 5 + 5 settings (Table 2's ResNet26 is Table 3's KD)
+    # 9 Table 3 + 5 Table 4 + 6 Table 2 settings + the 5 teachers Table 2 trained first
+    # (its ResNet8 teacher is Table 3's nokd run)
+    assert len(every) == 25 and not every.duplicated("setting").any()
     uda_nokd = every[every["method"] == "uda_nokd"].iloc[0]
     assert uda_nokd["table"] == "table4" and uda_nokd["paper"] == 90.34
     wrn = every[every["teacher"] == "wrn16_4"].iloc[0]
     assert wrn["table"] == "table2" and wrn["paper"] == 89.58
+    kd26 = every[(every["method"] == "kd") & (every["teacher"] == "resnet26")]
+    kd26 = kd26[kd26["epochs"] == 200].set_index("teacher_from")
+    assert kd26.loc["checkpoint", "table"] == "table3" and kd26.loc["trained", "table"] == "table2"
+    md = figures.format_summary(every)
+    assert "| KD (teacher checkpoint) | ResNet26 → ResNet8 | 200 | 2 |" in md
+    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | 2 |" in md
+
+
+def test_runs_of_different_settings_are_never_pooled(runs) -> None:
+    # KD ResNet26 -> ResNet8, 200 epochs, was run from the released checkpoint (Table 3)
+    # and from a ResNet26 trained first (Table 2): pooling by method and models alone
+    # would give 4 "seeds" of one number (mean 90.3475).
+    sel = figures.select_runs(runs, method="kd", teacher="resnet26", epochs=200)
+    assert len(sel) == 4 and figures.settings(sel).nunique() == 2
+    t3 = figures.summary_table(runs, table="table3").set_index("method").loc["kd"]
+    t2 = figures.summary_table(runs, table="table2").set_index("teacher").loc["resnet26"]
+    assert (t3["n_seeds"], t3["teacher_from"]) == (2, "checkpoint")
+    assert (t2["n_seeds"], t2["teacher_from"]) == (2, "trained")
+    assert t3["setting"] != t2["setting"]
+    assert t3["final_mean"] == pytest.approx(KD_T3_FINAL)
+    assert t2["final_mean"] == pytest.approx(KD_T2_FINAL)
+    assert t2["best_mean"] == pytest.approx(KD_T2_BEST)
+    assert t2["teacher_acc"] == pytest.approx(KD_T2_TEACHER)
+    with pytest.raises(ValueError, match="pooling runs of 2 settings"):
+        figures._group_stats(sel)
+
+
+def test_fixture_table2_is_recorded_like_the_shipped_sweep(runs) -> None:
+    done = figures.completed(runs)
+    kd = done[(done["method"] == "kd") & done["grid"].isna()]
+    t2 = kd[kd["teacher_checkpoint"].isna()]
+    assert sorted(set(t2["teacher"])) == sorted(paper_results("table2")["teacher"])
+    assert set(runs["grid"].dropna()) == {"kdparam"}  # paper_table2.yaml is plain kd
+    ids = set(runs["run_id"])
+    for _, r in t2.iterrows():  # each KD run names its teacher's own nokd run
+        teacher_run = runs[runs["run_id"] == Path(r["teacher_run"]).name].iloc[0]
+        assert teacher_run["run_id"] in ids and teacher_run["method"] == "nokd"
+        assert (teacher_run["student"], teacher_run["seed"]) == (r["teacher"], r["seed"])
+        assert r["teacher_test_acc"] == teacher_run["final_test_acc"]
+    released = kd[kd["teacher_checkpoint"].notna()]
+    assert released["teacher_checkpoint_sha256"].notna().all()
+
+
+def _copy_run(src: Path, dest: Path, **config: object) -> None:
+    shutil.copytree(src, dest)
+    path = dest / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+
+
+def test_a_seed_run_twice_counts_once_and_settings_of_equal_standing_warn(
+    runs, tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(FIXTURE, root)
+    kd0 = sorted(root.glob("*-kd-resnet8-from-resnet26-cifar10-e200-s0"))[0]
+    _copy_run(kd0, root / "zz-copy-of-kd-s0")  # the same setting and seed again
+    _copy_run(kd0, root / "zz-kd-lr0.05-s0", lr=0.05)  # released teacher, another lr
+    df = load_runs(root)
+    with pytest.warns(figures.SettingsWarning, match="repeat a seed"):
+        assert len(figures.completed(df)) == len(figures.completed(runs)) + 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t3 = figures.summary_table(df, table="table3").set_index("method").loc["kd"]
+    assert any("2 different settings match" in str(w.message) for w in caught)
+    # the rule: the setting with the most seeds (2) over the one-seed lr=0.05 setting
+    assert (t3["n_seeds"], t3["final_mean"]) == (2, pytest.approx(KD_T3_FINAL))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every = figures.summary_table(df)
+    md = figures.format_summary(every)
+    assert md.count("| KD (teacher checkpoint) [setting ") == 2
+    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | 2 |" in md
 
 
 def test_summary_of_a_table_without_runs_lists_the_paper(empty) -> None:
@@ -212,17 +301,22 @@ def test_summary_of_a_table_without_runs_lists_the_paper(empty) -> None:
     assert "Table 2" in figures.summary_markdown(empty)
 
 
-def test_gain_table_against_a_direct_computation(runs) -> None:
+def test_gain_table_against_numbers_from_the_fixture(runs) -> None:
     g = figures.gain_table(runs)
-    row = g[(g["method"] == "kd") & (g["teacher"] == "resnet26") & (g["epochs"] == 200)].iloc[0]
-    kd = figures.select_runs(runs, method="kd", teacher="resnet26", epochs=200)
-    nokd = figures.select_runs(runs, method="nokd", epochs=200)
-    assert row["gain"] == pytest.approx(kd["final_test_acc"].mean() - nokd["final_test_acc"].mean())
-    assert row["p"] == pytest.approx(welch_ttest(kd["final_test_acc"], nokd["final_test_acc"]).p)
+    kd = g[(g["method"] == "kd") & (g["teacher"] == "resnet26") & (g["epochs"] == 200)]
+    assert sorted(kd["teacher_from"]) == ["checkpoint", "trained"]  # two settings, two rows
+    row = kd[kd["teacher_from"] == "checkpoint"].iloc[0]
+    assert row["gain"] == pytest.approx(KD_T3_FINAL - NOKD_FINAL)  # 1.39
+    # Welch's t on (90.39, 90.54) vs (89.29, 88.86): t = 1.39 / sqrt(0.01125/2 + 0.09245/2)
+    assert row["t"] == pytest.approx(6.1044, abs=1e-4)
+    assert row["p"] == pytest.approx(0.07107, abs=1e-5)
+    trained = kd[kd["teacher_from"] == "trained"].iloc[0]
+    assert trained["gain"] == pytest.approx(KD_T2_FINAL - NOKD_FINAL)  # 1.155
     assert (row["n"], row["baseline_n"]) == (2, 2)
+    assert row["baseline_setting"] == trained["baseline_setting"]
     assert "nokd" not in set(g["method"])
     assert len(g[g["method"] == "uda_nokd"]) == 1  # only at 350 epochs, against that nokd
-    assert len(g) == 17
+    assert len(g) == 18  # 8 Table 3 + 4 Table 4 + 6 Table 2 settings
 
 
 def test_kd_param_table_uses_the_grid_runs(runs) -> None:
@@ -230,10 +324,16 @@ def test_kd_param_table_uses_the_grid_runs(runs) -> None:
     assert len(t) == 9 and set(t["T"]) == {1.0, 5.0, 10.0} and set(t["lambda"]) == {0.1, 0.5, 0.9}
     best = t.loc[t["mean"].idxmax()]
     assert (best["T"], best["lambda"]) == (5.0, 0.5)
-    # without grid_only, the plain KD runs (T=5, lambda=0.5 by default) join that cell
-    wide = figures.kd_param_table(runs, grid_only=False)
+    # without grid_only, the plain KD runs (T=5, lambda=0.5 by default) are other settings:
+    # never pooled with the grid's cell, which keeps the grid's run
+    with pytest.warns(figures.SettingsWarning, match="2 different settings"):
+        wide = figures.kd_param_table(runs, grid_only=False)
     cell = wide[(wide["T"] == 5.0) & (wide["lambda"] == 0.5) & (wide["teacher"] == "resnet26")]
-    assert cell["n"].tolist() == [3, 2]  # 200 epochs: 2 plain + 1 grid run; 350: 2 plain
+    assert sorted(zip(cell["teacher_from"], cell["epochs"], cell["n"], strict=True)) == [
+        ("checkpoint", 200, 1),
+        ("checkpoint", 350, 2),
+        ("trained", 200, 2),
+    ]
 
 
 def test_mean_curves_average_over_seeds(runs) -> None:
@@ -264,7 +364,9 @@ def test_every_figure_renders_the_fixture_runs(runs, tmp_path: Path) -> None:
         training_curves=figures.training_curves_figure(sel),
         run_curves=figures.run_curves_figure(sel["path"].iloc[:2]),
     )
-    assert "+1.39" in _texts(figs["generalization"])  # KD ResNet26 -> ResNet8, 200 epochs
+    text = _texts(figs["generalization"])
+    assert "+1.39" in text and "+1.15" in text  # KD ResNet26 -> ResNet8, 200 epochs
+    assert "ResNet26 (checkpoint)→ResNet8" in text and "ResNet26 (trained)→ResNet8" in text
     assert "best T=5, lambda=0.5" in _texts(figs["kd_params"])
     for name, fig in figs.items():
         assert isinstance(fig, Figure)
