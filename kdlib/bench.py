@@ -5,11 +5,19 @@ on the pixels or the teacher's weights, so no dataset or checkpoint is needed). 
 variant runs one untimed warm-up pass (worker start-up, torch.compile, cuDNN autotuning),
 then a timed pass of ``steps`` steps; seconds per epoch are scaled to 50,000 images.
 Variants turn the speed techniques off one at a time to measure what each contributes.
+
+On a CPU every precision x memory layout is timed side by side (and the compiled one with
+``--compile``), marking the one ``auto`` picks; ``packed`` also times N runs packed on the
+CPU at once (N worker processes, each with its share of the cores) against one.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -22,10 +30,11 @@ from kdlib.config import TrainConfig
 from kdlib.data import dataset_stats
 from kdlib.data.cache import CifarData
 from kdlib.environment import device_name, resolve_device
+from kdlib.errors import KdlibError
 from kdlib.evaluate import default_eval_batch_size, evaluate
 from kdlib.flops import training_flops_per_image
 from kdlib.models import create_model
-from kdlib.speed import Speed, resolve_speed
+from kdlib.speed import Speed, cpu_speed_facts, resolve_speed, worker_threads
 
 EPOCH_IMAGES = 50_000
 TEST_IMAGES = 10_000
@@ -49,8 +58,39 @@ def synthetic_data(n_train: int, n_test: int, seed: int = 0) -> CifarData:
     )
 
 
+def cpu_setting_name(precision: str, channels_last: bool) -> str:
+    """The row name of one CPU setting in ``kdlib bench --device cpu``."""
+    return f"{precision}, {'channels_last' if channels_last else 'contiguous'}"
+
+
+def cpu_variants(compile: bool) -> dict[str, dict[str, Any]]:
+    """On a CPU: each precision x layout of the fast loop, compiled bf16, and classic."""
+    out: dict[str, dict[str, Any]] = {}
+    for precision in ("fp32", "bf16"):
+        for cl in (False, True):
+            out[cpu_setting_name(precision, cl)] = {
+                "loop": "fast",
+                "precision": precision,
+                "channels_last": cl,
+                "compile": False,
+            }
+    if compile:
+        for precision in ("fp32", "bf16"):
+            out[cpu_setting_name(precision, True) + ", compile"] = {
+                "loop": "fast",
+                "precision": precision,
+                "channels_last": True,
+                "compile": True,
+            }
+    out["classic"] = {"loop": "classic", "precision": "fp32", "channels_last": False}
+    return out
+
+
 def variants(device: torch.device, ablate: bool, compile: bool) -> dict[str, dict[str, Any]]:
-    """The configurations to time: fast (all techniques), classic, and ablations."""
+    """The configurations to time: fast (all techniques), classic, and ablations; on a CPU
+    the settings of ``cpu_variants``."""
+    if device.type == "cpu":
+        return cpu_variants(compile)
     fast: dict[str, Any] = {"loop": "fast", "compile": compile}
     out = {"fast": fast}
     if ablate:
@@ -128,8 +168,11 @@ def run_bench(
     ablate: bool = False,
     compile: bool | None = None,
     num_workers: int = 4,
+    only: str | None = None,
+    packed: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Time every variant; returns a JSON-ready dict with one row per variant."""
+    """Time every variant (or ``only`` that one); returns a JSON-ready dict, one row per
+    variant. ``packed``: also the aggregate speed of N packed runs, for each N given."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     steps = steps or (100 if gpu else 5)
@@ -149,16 +192,23 @@ def run_bench(
         num_workers=num_workers,
     )
     base.validate()
-    rows = {}
-    for name, settings in variants(dev, ablate, compile).items():
-        rows[name] = _time_variant(base, settings, data, dev)
-    fast, classic = rows["fast"], rows["classic"]
+    auto = resolve_speed(base, dev)
+    table = variants(dev, ablate, compile)
+    auto_name = "fast" if gpu else cpu_setting_name(auto.precision, auto.channels_last)
+    if only is not None:
+        if only == "auto":
+            only = auto_name
+        if only not in table:
+            valid = ", ".join(["auto", *table])
+            raise KdlibError(f"--only={only!r}: not a variant here; valid: {valid}")
+        table = {only: table[only]}
+    rows = {name: _time_variant(base, settings, data, dev) for name, settings in table.items()}
     flops = training_flops_per_image(
         create_model(student, 10), create_model(teacher, 10) if teacher else None
     )
     for row in rows.values():
         row["achieved_tflops"] = flops * row["images_per_second"] / 1e12
-    return {
+    result: dict[str, Any] = {
         "train_gflop_per_image": flops / 1e9,
         "method": method,
         "student": student,
@@ -166,31 +216,113 @@ def run_bench(
         "device": str(dev),
         "device_name": device_name(dev),
         "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "batch_size": batch_size,
         "timed_steps": steps,
+        "auto_variant": auto_name,
         "results": rows,
-        "speedup_vs_classic": classic["seconds_per_epoch"] / fast["seconds_per_epoch"],
+    }
+    if not gpu:
+        result["cpu"] = cpu_speed_facts()
+    if auto_name in rows and "classic" in rows:
+        result["speedup_vs_classic"] = (
+            rows["classic"]["seconds_per_epoch"] / rows[auto_name]["seconds_per_epoch"]
+        )
+    base_name = cpu_setting_name("fp32", False)
+    if not gpu and auto_name in rows and base_name in rows:
+        result["auto_speedup_vs_fp32_contiguous"] = (
+            rows[base_name]["seconds_per_epoch"] / rows[auto_name]["seconds_per_epoch"]
+        )
+    if packed:
+        result["packed"] = [
+            run_packed(n, method, student, teacher, str(dev), steps, batch_size) for n in packed
+        ]
+    return result
+
+
+def run_packed(
+    processes: int,
+    method: str,
+    student: str,
+    teacher: str | None,
+    device: str,
+    steps: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """``processes`` benches of the ``auto`` setting at once, each in its own process with
+    its share of the cores (as ``kdlib sweep --parallel`` gives them): their images per
+    second added up, against one process."""
+    threads = worker_threads(processes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable, "-m", "kdlib", "bench", "--method", method, "--student", student,
+        "--teacher", teacher or "none", "--device", device, "--steps", str(steps),
+        "--batch-size", str(batch_size), "--only", "auto", "--threads", str(threads),
+        "--json-only", "--no-compile",
+    ]  # fmt: skip
+    children = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(processes)
+    ]
+    rows = []
+    for child in children:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            raise KdlibError(f"packed bench worker failed: {err.strip().splitlines()[-1:]}")
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    per = [next(iter(r["results"].values())) for r in rows]
+    total = sum(r["images_per_second"] for r in per)
+    return {
+        "processes": processes,
+        "threads_each": threads,
+        "variant": rows[0]["auto_variant"],
+        "images_per_second_total": total,
+        "seconds_per_epoch_each": [r["seconds_per_epoch"] for r in per],
+        # seconds for N epochs of N runs, divided by N: the cost of one epoch when packed
+        "seconds_per_epoch_effective": EPOCH_IMAGES / total,
     }
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The human-readable table ``kdlib bench`` prints before its JSON line."""
-    fast = result["results"]["fast"]["seconds_per_epoch"]
+    rows = result["results"]
+    ref_name = result["auto_variant"] if result["auto_variant"] in rows else next(iter(rows))
+    ref = rows[ref_name]["seconds_per_epoch"]
     lines = [
         f"{result['method']}: {result['teacher'] or '-'} -> {result['student']} on "
         f"{result['device_name']} (torch {result['torch']}, batch {result['batch_size']}, "
         f"{result['timed_steps']} timed steps)",
-        f"{'variant':<24} {'s/epoch':>9} {'images/s':>10} {'eval 10k (s)':>13} {'vs fast':>8}"
-        f" {'TFLOP/s':>8}",
+        f"{'variant':<32} {'s/epoch':>9} {'images/s':>10} {'eval 10k (s)':>13} "
+        f"{'vs ' + ref_name:>10} {'TFLOP/s':>8}",
     ]
-    for name, row in result["results"].items():
+    for name, row in rows.items():
+        mark = "  <- auto" if name == result["auto_variant"] else ""
         lines.append(
-            f"{name:<24} {row['seconds_per_epoch']:>9.2f} {row['images_per_second']:>10.0f} "
-            f"{row['eval_seconds_10k']:>13.3f} {row['seconds_per_epoch'] / fast:>7.2f}x"
-            f" {row['achieved_tflops']:>8.3f}"
+            f"{name:<32} {row['seconds_per_epoch']:>9.2f} {row['images_per_second']:>10.0f} "
+            f"{row['eval_seconds_10k']:>13.3f} {row['seconds_per_epoch'] / ref:>9.2f}x"
+            f" {row['achieved_tflops']:>8.3f}{mark}"
         )
-    lines.append(
-        f"speed-up of the fast loop over the classic loop: {result['speedup_vs_classic']:.1f}x;"
-        f" {result['train_gflop_per_image']:.3f} GFLOP per training image"
-    )
+    cpu = result.get("cpu")
+    if cpu:
+        flags = [k for k in ("amx_bf16", "avx512_bf16") if cpu.get(k)]
+        lines.append(
+            f"auto on this CPU ({cpu['cpu_name']}, native bf16: "
+            f"{', '.join(flags) if flags else 'none'}): {result['auto_variant']}"
+        )
+    if "auto_speedup_vs_fp32_contiguous" in result:
+        lines.append(
+            f"auto vs fp32 contiguous: {result['auto_speedup_vs_fp32_contiguous']:.2f}x faster"
+        )
+    if "speedup_vs_classic" in result:
+        lines.append(
+            f"speed-up of the fast loop over the classic loop: "
+            f"{result['speedup_vs_classic']:.1f}x; "
+            f"{result['train_gflop_per_image']:.3f} GFLOP per training image"
+        )
+    for pk in result.get("packed", []):
+        lines.append(
+            f"packed x{pk['processes']} ({pk['threads_each']} threads each, {pk['variant']}): "
+            f"{pk['images_per_second_total']:.0f} images/s in total, "
+            f"{pk['seconds_per_epoch_effective']:.2f} s per epoch per run"
+        )
     return "\n".join(lines)

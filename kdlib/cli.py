@@ -193,11 +193,23 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op threads for this process (a packed worker's share)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise KdlibError(f"--threads={threads}: an integer >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from kdlib.sweep import load_sweep, run_sweep, run_sweep_parallel
 
     if args.parallel < 1:
         raise KdlibError(f"--parallel={args.parallel}: an integer >= 1")
+    _set_threads(args.threads)
     sweep = load_sweep(args.file)
     overrides = _parse_overrides(args.set)
     if args.dry_run:
@@ -211,7 +223,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         sweep.expand(overrides)  # every run is checked here, before any worker starts
         if args.executor != "local":
             raise KdlibError("--parallel packs runs on this machine: use it with --executor local")
-        table = run_sweep_parallel(args.file, args.set, args.parallel, not args.quiet, args.via)
+        table = run_sweep_parallel(
+            args.file, args.set, args.parallel, not args.quiet, args.via, args.threads
+        )
     else:
         slurm = {}
         if args.slurm_partition:
@@ -245,6 +259,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.steps is not None and args.steps < 1:
         raise KdlibError(f"--steps={args.steps}: an integer >= 1")
     teacher = None if args.teacher in ("", "none") else args.teacher
+    _set_threads(args.threads)
+    packed = None
+    if args.packed:
+        try:
+            packed = [int(n) for n in args.packed.split(",")]
+        except ValueError:
+            packed = None
+        if not packed or any(n < 1 for n in packed):
+            raise KdlibError(f"--packed={args.packed!r}: comma-separated integers >= 1, e.g. 1,2")
     result = run_bench(
         method=args.method,
         student=args.student,
@@ -255,8 +278,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
         ablate=args.ablate,
         compile=args.compile,
         num_workers=args.num_workers,
+        only=args.only,
+        packed=packed,
     )
-    print(format_table(result))
+    if not args.json_only:
+        print(format_table(result))
     print(json.dumps(result))
 
 
@@ -390,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--summary-json", help=argparse.SUPPRESS)  # used by --parallel workers
     sw.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per process (default: all cores; with --parallel N, cores/N each)",
+    )
+    sw.add_argument(
         "--executor",
         choices=("local", "slurm", "submitit-local"),
         default="local",
@@ -422,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile in the fast loop (default: on a GPU)",
     )
     be.add_argument("--num-workers", type=int, default=4, help="classic loop's workers")
+    be.add_argument("--only", help="time only this variant ('auto': the one auto picks)")
+    be.add_argument(
+        "--packed", help="also time N runs packed at once, e.g. 1,2 (each gets cores/N threads)"
+    )
+    be.add_argument("--threads", type=int, help="torch threads of this process")
+    be.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     be.set_defaults(func=cmd_bench)
 
     rs = sub.add_parser("runs", help="list recorded runs")

@@ -15,6 +15,7 @@ import torch
 
 import kdlib
 from kdlib.errors import KdlibError
+from kdlib.speed import cpu_speed_facts
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -86,4 +87,6 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+    if device.type == "cpu":  # what decided the CPU's automatic precision and layout
+        info["cpu"] = cpu_speed_facts()
     return info

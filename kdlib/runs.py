@@ -50,6 +50,7 @@ _NOT_IDENTITY = {
     "teacher_run",
     "teacher_checkpoint",
     "config_hash",
+    "speed_reason",  # why auto chose the speed settings; the settings are in ``speed``
 }
 
 

@@ -34,6 +34,7 @@ from kdlib.io import read_yaml
 from kdlib.locks import RunLocked
 from kdlib.methods import method_class
 from kdlib.runs import RunRecord, config_hash
+from kdlib.speed import worker_threads
 
 _TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
 _TEACHER_FIELDS = ("teacher", "teacher_checkpoint", "teacher_epochs")
@@ -302,32 +303,49 @@ def run_sweep(
 _RANK = ("completed", "done before", "diverged", "failed", "running elsewhere")
 
 
+def worker_command(
+    path: str | Path, sets: list[str], via: str, summary: Path, threads: int
+) -> list[str]:
+    """The command line of one ``--parallel`` sweep worker, with its share of the cores."""
+    import sys
+
+    cmd = [sys.executable, "-m", "kdlib", "sweep", str(path), "--quiet", "--via", via]
+    for item in sets:
+        cmd += ["--set", item]
+    return [*cmd, "--threads", str(threads), "--summary-json", str(summary)]
+
+
 def run_sweep_parallel(
     path: str | Path,
     sets: list[str],
     processes: int,
     progress: bool = True,
     via: str = "direct",
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Pack several runs onto this machine (one GPU) at once: ``processes`` sweep workers.
+    """Pack several runs onto this machine (one GPU, or the CPU's cores) at once:
+    ``processes`` sweep workers.
 
     Each worker walks the same list; the per-run locks hand each run to exactly one of
-    them, so they spread over the runs without any other coordination. The summary
-    keeps, per run, the worker row that tells most: completed, then done before, then
-    diverged or failed, then running elsewhere.
+    them, so they spread over the runs without any other coordination. Each worker gets
+    ``threads`` torch threads (default: its share of the cores, ``worker_threads``), so
+    on a CPU N packed runs split the cores instead of fighting over all of them. The
+    summary keeps, per run, the worker row that tells most: completed, then done before,
+    then diverged or failed, then running elsewhere.
     """
     import json
+    import os
     import subprocess
-    import sys
     import tempfile
 
+    threads = threads or worker_threads(processes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory(prefix="kdlib-sweep-") as tmp:
         outs = [Path(tmp) / f"worker{i}.json" for i in range(processes)]
-        cmd = [sys.executable, "-m", "kdlib", "sweep", str(path), "--quiet", "--via", via]
-        for item in sets:
-            cmd += ["--set", item]
         workers = [
-            subprocess.Popen([*cmd, "--summary-json", str(out)], stdout=subprocess.DEVNULL)
+            subprocess.Popen(
+                worker_command(path, sets, via, out, threads), stdout=subprocess.DEVNULL, env=env
+            )
             for out in outs
         ]
         for worker in tqdm(workers, desc=f"{processes} sweep workers", disable=not progress):

@@ -45,7 +45,7 @@ from kdlib.models import create_model, load_weights, save_weights
 from kdlib.paths import weights_root
 from kdlib.resume import load_checkpoint, restore_checkpoint, save_checkpoint
 from kdlib.runs import CONFIG, RunRecord, config_hash, identity_keys, new_run_id
-from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed
+from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed, speed_reason
 
 
 def seed_everything(seed: int) -> None:
@@ -258,6 +258,16 @@ def build_teacher(
     return nn.ModuleList(teachers), (runs or None)
 
 
+def without_unused_teacher(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` without its teacher settings when the method uses no teacher (nokd,
+    uda_nokd): such a run neither loads nor evaluates one, and the teacher is no part of
+    its identity or run id (a sweep row with a teacher in its base gives the same run)."""
+    cls = method_class(cfg.method)
+    if issubclass(cls, GridMethod) or cls.needs_teacher or not cfg.teacher:
+        return cfg
+    return replace(cfg, teacher=None, teacher_checkpoint=None, teacher_epochs=None)
+
+
 def run_method(cfg: TrainConfig, progress: bool = True) -> list[Path]:
     """Run ``cfg``: one run, or every run of a grid method (kdparam, allkd)."""
     cls = method_class(cfg.method)
@@ -383,6 +393,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
     ``running`` until the end, then ``completed``, or ``failed``/``diverged`` with the error.
     """
     cfg.validate()
+    cfg = without_unused_teacher(cfg)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
         set_deterministic()
@@ -400,6 +411,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         teacher_run=teacher_run,
         method_record=distiller.record(),
         speed=speed.to_dict(),
+        speed_reason=speed_reason(cfg, device, speed),
         dataset_fingerprint=data.fingerprint,
         num_classes=data.num_classes,
         train_size=train_loader.num_examples,

@@ -25,21 +25,58 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
             "2",
             "--num-workers",
             "0",
-            "--ablate",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    assert set(result["results"]) == {"fast", "fast, fp32", "fast, no channels_last", "classic"}
-    for row in result["results"].values():
+    # on a CPU: every precision x layout side by side, and the classic loop
+    assert set(result["results"]) == {
+        "fp32, contiguous",
+        "fp32, channels_last",
+        "bf16, contiguous",
+        "bf16, channels_last",
+        "classic",
+    }
+    rows = result["results"]
+    for name, row in rows.items():
         assert row["steps"] == 2
         assert row["seconds_per_epoch"] > 0 and row["images_per_second"] > 0
-    assert result["results"]["classic"]["speed"]["loop"] == "classic"
-    rows = result["results"]  # the speed-up is the classic loop's time over the fast one's
-    ratio = rows["classic"]["seconds_per_epoch"] / rows["fast"]["seconds_per_epoch"]
+        if name != "classic":
+            precision, layout = name.split(", ")
+            assert row["speed"]["precision"] == precision
+            assert row["speed"]["channels_last"] is (layout == "channels_last")
+    assert rows["classic"]["speed"] == {**rows["classic"]["speed"], "loop": "classic"}
+    auto = result["auto_variant"]  # the row auto picks is the one the run would get
+    assert auto in rows and rows[auto]["speed"]["channels_last"] is True
+    assert (rows[auto]["speed"]["precision"] == "bf16") is result["cpu"]["native_bf16"]
+    # the speed-ups are the other rows' times over the auto one's
+    ratio = rows["classic"]["seconds_per_epoch"] / rows[auto]["seconds_per_epoch"]
     assert result["speedup_vs_classic"] == pytest.approx(ratio)
-    assert "speed-up of the fast loop" in "\n".join(out)
+    ratio = rows["fp32, contiguous"]["seconds_per_epoch"] / rows[auto]["seconds_per_epoch"]
+    assert result["auto_speedup_vs_fp32_contiguous"] == pytest.approx(ratio)
+    text = "\n".join(out)
+    assert f"{auto} " in text and "<- auto" in text and "auto vs fp32 contiguous" in text
+
+
+def test_bench_packed_adds_up_its_workers(capsys: pytest.CaptureFixture) -> None:
+    args = ["bench", "--method", "nokd", "--teacher", "none", "--device", "cpu", "--steps", "1"]
+    assert main([*args, "--only", "auto", "--packed", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(result["results"]) == [result["auto_variant"]]
+    (packed,) = result["packed"]
+    assert packed["processes"] == 2 and packed["threads_each"] >= 1
+    assert len(packed["seconds_per_epoch_each"]) == 2
+    assert packed["seconds_per_epoch_effective"] == pytest.approx(
+        50_000 / packed["images_per_second_total"]
+    )
+
+
+def test_bench_rejects_bad_only_and_packed(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--device", "cpu", "--only", "fp16, sideways"]) == 2
+    assert "--only" in capsys.readouterr().err
+    assert main(["bench", "--device", "cpu", "--packed", "0,x"]) == 2
+    assert "--packed" in capsys.readouterr().err
 
 
 def test_bench_rejects_bad_steps(capsys: pytest.CaptureFixture) -> None:

@@ -283,3 +283,28 @@ def test_every_speed_setting_trains_and_is_recorded(
         if key in speed:
             assert recorded[key] == speed[key]
     assert rec.metrics()["final_train_loss"] > 0
+
+
+@pytest.mark.parametrize("method", ["nokd", "uda_nokd"])
+def test_a_teacher_free_method_ignores_a_given_teacher(
+    method: str, tiny_data: dict, tmp_path: Path, teacher_checkpoint: str
+) -> None:
+    """A sweep row of nokd with the base's teacher is the same run as nokd alone: the
+    teacher is neither loaded nor evaluated nor part of the identity or the run id."""
+    given = _cfg(
+        tiny_data,
+        tmp_path,
+        method=method,
+        teacher="resnet14",
+        teacher_checkpoint=teacher_checkpoint,
+        teacher_epochs=3,
+        epochs=1,
+    )
+    rec = RunRecord(run_training(given, progress=False))
+    config = rec.config()
+    assert config["teacher"] is None and config["teacher_checkpoint"] is None
+    assert "teacher_checkpoint_sha256" not in config
+    assert "-from-" not in rec.run_id
+    assert "teacher_test_acc" not in rec.metrics()
+    alone = run_training(_cfg(tiny_data, tmp_path, method=method, epochs=1), progress=False)
+    assert alone == rec.path
