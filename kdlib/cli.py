@@ -35,10 +35,11 @@ def _parse_params(items: list[str]) -> dict[str, str]:
 def cmd_models(args: argparse.Namespace) -> None:
     from kdlib.models import create_model, list_models, model_description
 
-    print(f"{'name':<10} {'params (10 classes)':>20}  description")
+    width = max(len(n) for n in list_models())
+    print(f"{'name':<{width}} {'params (10 classes)':>20}  description")
     for name in list_models():
         n = sum(p.numel() for p in create_model(name, 10).parameters())
-        print(f"{name:<10} {n:>20,}  {model_description(name)}")
+        print(f"{name:<{width}} {n:>20,}  {model_description(name)}")
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -51,6 +52,9 @@ def cmd_methods(args: argparse.Namespace) -> None:
             "teachers" if cls.multi_teacher else "teacher" if cls.needs_teacher else "no teacher"
         )
         print(f"{name:<10} {cls.description} [{teacher}{'; ' + params if params else ''}]")
+        if "variant" in cls.params:  # what -p variant=seed changes (the seed paper's code)
+            seed = cls.params["variant"].help.split("seed: as the seed paper's code ran it ")[-1]
+            print(f"{'':<10}   variants: original (default) | seed {seed}")
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:

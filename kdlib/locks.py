@@ -36,4 +36,3 @@ def run_lock(runs_dir: str | os.PathLike, config_hash: str) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the lock
-

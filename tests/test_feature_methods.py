@@ -103,7 +103,7 @@ def test_sfd_method_sums_stages_of_preact_features() -> None:
     assert set(losses) == {"ce", "sfd"}
     assert losses["sfd"].item() == pytest.approx(0.5 * expected, rel=1e-5)
     assert losses["ce"].item() == pytest.approx(np_ce(logits, y), rel=1e-5)
-    assert method.record()["variant"] == "paper text"
+    assert method.record()["variant"] == "original"
 
 
 # -- OH -------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_oh_teacher_frozen_by_default_and_seed_variant_runs_teacher_in_train_mod
     assert frozen.record()["teacher_frozen"] is True
 
     student, teacher = _models()
-    seed = create_method("oh", student, teacher, teacher_frozen="false")
+    seed = create_method("oh", student, teacher, variant="seed")
     seed.train()
     assert teacher.training
     before = teacher.layer1[0].bn1.running_mean.clone()
@@ -194,7 +194,7 @@ def test_oh_teacher_frozen_by_default_and_seed_variant_runs_teacher_in_train_mod
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert not any(p is q for p in seed.trainable_parameters() for q in teacher.parameters())
     record = seed.record()
-    assert record["teacher_frozen"] is False and "seed code" in record["variant"]
+    assert record["teacher_frozen"] is False and record["variant"] == "seed"
 
 
 # -- RKD ------------------------------------------------------------------------------
@@ -281,11 +281,12 @@ def test_rkd_method_terms_and_seed_kd_variant() -> None:
     assert losses["rkd_dist"].item() == pytest.approx(25 * _ref_rkd_distance(s_e, t_e), rel=1e-4)
     assert losses["rkd_angle"].item() == pytest.approx(50 * _ref_rkd_angle(s_e, t_e), rel=1e-4)
 
-    seed = create_method("rkd", student, teacher, **{"lambda": 0.5}).eval()
+    seed = create_method("rkd", student, teacher, variant="seed").eval()
+    assert seed.hparams["lambda"] == 0.5  # the seed variant's default
     _, losses = seed(x, y)
     assert losses["kd"].item() == pytest.approx(0.5 * kd_loss(logits, t_logits, 5.0).item())
     assert losses["ce"].item() == pytest.approx(0.5 * np_ce(logits, y), rel=1e-5)
-    assert "seed code" in seed.record()["variant"]
+    assert seed.record()["variant"] == "seed"
 
 
 # -- PKD ------------------------------------------------------------------------------
@@ -358,7 +359,7 @@ def test_at_loss_matches_loops_with_different_channel_counts() -> None:
     assert at_loss(s, t).item() == pytest.approx(sum(sq) / len(sq), rel=1e-5)
 
 
-def test_at_method_is_beta_over_two_times_sum_over_stages() -> None:
+def test_at_method_is_beta_times_sum_over_stages() -> None:
     student, teacher = _models()
     method = create_method("at", student, teacher).eval()
     x, y = _batch()
@@ -366,7 +367,7 @@ def test_at_method_is_beta_over_two_times_sum_over_stages() -> None:
     _, sf = student(x, features=True)
     _, tf = teacher(x, features=True)
     total = sum(at_loss(s, t).item() for s, t in zip(sf["stages"], tf["stages"], strict=True))
-    assert losses["at"].item() == pytest.approx(500 * total, rel=1e-5)
+    assert losses["at"].item() == pytest.approx(1000 * total, rel=1e-5)
 
 
 # -- FitNet ---------------------------------------------------------------------------
@@ -509,7 +510,9 @@ BAD = [
     ("ab", "resnet8", "resnet34", {}, "same number of stages"),
     ("at", "wrn16_1", "resnet10", {}, "same number of stages"),
     ("fitnet", "resnet8", "resnet18", {"hint_stage": "3"}, "hint_stage=3 is out of range"),
-    ("sfd", "resnet8", "resnet14", {"distance": "l1"}, "allowed: l2 or linf"),
+    ("sfd", "resnet8", "resnet14", {"variant": "paper"}, "allowed: original or seed"),
+    ("oh", "wrn16_1", "wrn16_2", {"variant": "seed"}, "seed paper's ResNets only"),
+    ("sfd", "wrn16_1", "wrn28_1", {"variant": "seed"}, "seed paper's ResNets only"),
 ]
 
 

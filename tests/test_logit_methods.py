@@ -588,7 +588,7 @@ def test_triplet_is_kd_plus_weighted_cosine_embedding_loss(
 
 
 def test_triplet_seed_code_variant_replaces_ce_with_the_cosine_term() -> None:
-    method = create_method("triplet", Fixed(STUDENT), Fixed(TEACHER), replace_ce="true")
+    method = create_method("triplet", Fixed(STUDENT), Fixed(TEACHER), variant="seed")
     _, losses = method(INDEX, torch.tensor(LABELS))
     assert set(losses) == {"cosine", "kd"}
     expected = 0.5 * _hand_one_minus_cos(STUDENT, TEACHER) + 0.5 * hand_kd(STUDENT, TEACHER, 5.0)

@@ -33,10 +33,14 @@ PARAMS = {
     "resnet10": 4_903_242,
     "resnet18": 11_173_962,
     "resnet34": 21_282_122,
+    "resnet10_seed": 4_903_242,  # the same modules as resnet10/18/34: another forward
+    "resnet18_seed": 11_173_962,
+    "resnet34_seed": 21_282_122,
     "wrn10_1": 77_850,
     "wrn16_1": 175_066,
     "wrn16_2": 691_674,
     "wrn16_4": 2_748_890,
+    "wrn22_4": 4_298_970,
     "wrn28_1": 369_498,
     "wrn28_2": 1_467_610,
     "wrn40_1": 563_930,
@@ -115,7 +119,9 @@ def test_forward_and_features(name: str, num_classes: int) -> None:
         logits2, feats = model(x, features=True)
     assert logits.shape == (2, num_classes)
     torch.testing.assert_close(logits, logits2)
-    assert set(feats) == {"stages", "preact", "embedding"}
+    assert set(feats) == {"stages", "preact", "embedding"} | (
+        set() if name.startswith("wrn") else {"stem"}
+    )
 
     channels = model.stage_channels
     assert len(feats["stages"]) == len(feats["preact"]) == len(channels)

@@ -132,6 +132,21 @@ def check_prerelu_support(method: str, cfg: Any) -> None:
             )
 
 
+def check_seed_forward_support(method: str, cfg: Any, hparams: dict[str, Any]) -> None:
+    """``variant=seed`` of OH/AB runs the seed's ReLU-less ResNet forward, SFD's matches the
+    ResNet stem: ResNets only."""
+    if hparams.get("variant") != "seed":
+        return
+    from kdlib.models import create_model
+
+    for field, name in (("student", cfg.student), ("teacher", cfg.teacher_names()[0])):
+        if _family(create_model(name, 10)) != "resnet":
+            raise KdlibError(
+                f"method {method!r}: -p variant=seed is defined for the seed paper's ResNets "
+                f"only, but --{field}={name} is not one; use variant=original"
+            )
+
+
 def bn_before_relu(model: nn.Module) -> list[nn.BatchNorm2d]:
     """Per stage, the BatchNorm whose output the next ReLU rectifies (Heo et al.'s choice).
 

@@ -16,12 +16,13 @@ their CIFAR-10 script). The run's epochs then train the student with KD,
 does (the authors' script trained with the soft-target KL alone at T=3, no CE, no T^2);
 the connectors are then dropped.
 
-``init_epochs`` defaults to 1, the ``distill_epoch`` of the authors' released CIFAR-10
-script (cheap on a CPU); the seed code used 10 (its ``DISTILL_EPOCHS``): pass
-``-p init_epochs=10`` to reproduce it. The initialisation epochs come before, and in
-addition to, the run's ``--epochs``. Deviation from the seed code: its AB wrapper ran the
-ResNet stages without the ReLU between them while initialising; we use the models' own
-forward.
+``variant=original`` (default): ``init_epochs`` = 1, the ``distill_epoch`` of the authors'
+released CIFAR-10 script (cheap on a CPU), at a constant ``init_lr``, with the models' own
+forward. ``variant=seed``, as the seed code ran it: 10 initialisation epochs (its
+``DISTILL_EPOCHS``) whose lr follows its MultiStepLR (x0.1 after int(0.33*E) and
+int(0.66*E) of those epochs), the stages run without the ReLU between them (the stem's
+stays) while initialising. Either way the initialisation epochs come before, and in
+addition to, the run's ``--epochs``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from torch import Tensor, nn
 
 from kdlib.methods._features import (
     check_prerelu_support,
+    check_seed_forward_support,
     check_stages,
     conv_bn_connector,
     prerelu_features,
     stage_weights,
 )
-from kdlib.methods.base import Distiller, Param, TrainContext, register_method
+from kdlib.methods.base import Distiller, Param, TrainContext, register_method, variant_param
 from kdlib.methods.kd import KD, kd_terms
+from kdlib.models import set_relus
 
 INIT_SCALE = 3e-3  # the authors' CIFAR-10 script: loss_alter / 1000 * 3
 INIT_MOMENTUM = 0.9
@@ -67,22 +70,30 @@ class AB(Distiller):
     params = {
         "init_epochs": Param(
             1,
-            "epochs of AB initialisation before the run's epochs (seed code: 10)",
+            "epochs of AB initialisation before the run's epochs (variant=seed: 10)",
             lambda v: v >= 0,
             "an integer >= 0",
         ),
         "init_lr": Param(
-            0.1, "learning rate of the initialisation (constant)", lambda v: v > 0, "> 0"
+            0.1,
+            "learning rate of the initialisation (constant; variant=seed: its first value)",
+            lambda v: v > 0,
+            "> 0",
         ),
         "margin": Param(1.0, "margin mu of the AB loss", lambda v: v >= 0, "a number >= 0"),
         "T": KD.params["T"],
         "lambda": KD.params["lambda"],
+        "variant": variant_param(
+            "10 init epochs with a MultiStepLR, no ReLU between the stages while initialising"
+        ),
     }
+    seed_defaults = {"init_epochs": 10}
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
         check_prerelu_support(cls.name, cfg)
         check_stages(cls.name, cfg, spatial=True)
+        check_seed_forward_support(cls.name, cfg, hparams)
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, **hparams: Any):
         super().__init__(student, teacher, **hparams)
@@ -124,9 +135,19 @@ class AB(Distiller):
                 nesterov=True,
                 weight_decay=INIT_WEIGHT_DECAY,
             )
+            seed = self.hparams["variant"] == "seed"
+            milestones = sorted({int(f * epochs) for f in (0.33, 0.66) if int(f * epochs) > 0})
+            schedule = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones if seed else [], gamma=0.1
+            )
+            if seed:
+                for model in (self.student, self.teacher):
+                    set_relus(model, after_stem=True, between_stages=False)
             start = time.time()
             self.train()
+            lrs = []
             for _ in range(epochs):
+                lrs.append(optimizer.param_groups[0]["lr"])
                 loss_sum = torch.zeros((), device=ctx.device)
                 agree_sum = torch.zeros(len(self.weights), device=ctx.device)
                 batches = 0
@@ -138,7 +159,12 @@ class AB(Distiller):
                     loss_sum += loss.detach()
                     agree_sum += agree
                     batches += 1
+                schedule.step()
+            if seed:  # KD training then runs both models' own forward
+                for model in (self.student, self.teacher):
+                    set_relus(model, after_stem=True, between_stages=True)
             self.init_stats = {
+                "init_lrs": lrs,
                 "init_epochs_done": epochs,
                 "init_seconds": round(time.time() - start, 2),
                 "init_last_epoch_loss": float(loss_sum.item()) / max(batches, 1),

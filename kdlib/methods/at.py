@@ -5,7 +5,9 @@ Per stage, the spatial attention map of a feature map f (N, C, H, W) is
 (p = 2). As in the authors' code, the per-stage loss is the mean over the batch and the
 H*W positions of the squared difference ``(a_s - a_t)^2``, and
 
-    loss = CE + beta / 2 * sum_stages mean((a_s - a_t)^2),   beta = 1000.
+    loss = CE + beta * sum_stages mean((a_s - a_t)^2),   beta = 1000,
+
+as in the authors' ``cifar.py`` (``opt.beta * sum(loss_groups)``) and RepDistiller.
 
 (The paper writes the unsquared norm ``||a_s - a_t||_2``; beta = 1000 was set for the
 code's squared, averaged form, which we follow.) Features: each stage's output
@@ -39,11 +41,11 @@ def at_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
 
 @register_method
 class AT(Distiller):
-    """CE + beta/2 * sum over stages of the attention-map loss."""
+    """CE + beta * sum over stages of the attention-map loss."""
 
     name = "at"
     description = (
-        "attention transfer (Zagoruyko & Komodakis 2017): CE + 1000/2 * sum over stages of "
+        "attention transfer (Zagoruyko & Komodakis 2017): CE + 1000 * sum over stages of "
         "the squared distance of normalised attention maps"
     )
     needs_teacher = True
@@ -67,7 +69,7 @@ class AT(Distiller):
         )
         return logits, {
             "ce": F.cross_entropy(logits, labels),
-            "at": self.hparams["beta"] / 2 * total,
+            "at": self.hparams["beta"] * total,
         }
 
     def record(self) -> dict[str, Any]:

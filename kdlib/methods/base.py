@@ -66,14 +66,35 @@ class TrainContext:
     train_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]  # for init phases (AB)
 
 
+# A method the seed paper's code ran differently from its authors' definition has a
+# ``variant`` parameter: "original" (the default: the method as its authors defined it)
+# or "seed" (what the seed paper's code, karanchahal/distiller, computed).
+VARIANTS = ("original", "seed")
+
+
+def variant_param(seed_does: str) -> Param:
+    """The ``variant`` parameter of a method; ``seed_does`` says what the seed did."""
+    return Param(
+        "original",
+        f"original: as its authors defined it; seed: as the seed paper's code ran it ({seed_does})",
+        lambda v: v in VARIANTS,
+        " or ".join(VARIANTS),
+    )
+
+
 class MethodSpec:
-    """What every method declares: name, one-line description, teacher needs, parameters."""
+    """What every method declares: name, one-line description, teacher needs, parameters.
+
+    ``seed_defaults``: parameters whose default is another one in the ``variant=seed``
+    (e.g. AB's 10 initialisation epochs); a value given explicitly still wins.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = False
     multi_teacher: ClassVar[bool] = False  # accepts several teachers (--teacher a,b,c)
     params: ClassVar[dict[str, Param]] = {}
+    seed_defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
@@ -207,6 +228,8 @@ def resolve_params(cls: type[MethodSpec], given: dict[str, Any]) -> dict[str, An
     out = {k: p.default for k, p in cls.params.items()}
     for key, value in given.items():
         out[key] = cls.params[key].parse(cls.name, key, value)
+    if out.get("variant") == "seed":
+        out.update({k: v for k, v in cls.seed_defaults.items() if k not in given})
     return out
 
 

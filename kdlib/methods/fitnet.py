@@ -7,11 +7,11 @@ stage, and their mean squared error is added to the cross-entropy:
 
 This is how Tian et al.'s CRD benchmark (RepDistiller) runs FitNet: one training stage,
 hint/guided layer in the middle of the network (the second of three stages; their
-``hint_layer=2`` counts the stem), beta = 100, a 3x3 conv + BN regressor followed by a
-ReLU (we add the ReLU only where the teacher's hint is itself rectified, i.e. not for the
-pre-activation WRNs, as Romero et al. give the regressor the hint layer's
-non-linearity). The original paper instead trains in two stages (hint pre-training of
-the lower student, then KD); the seed paper has no FitNet.
+``hint_layer=2`` counts the stem), beta = 100, and their ``ConvReg`` for equal spatial
+sizes: a 1x1 conv with bias, BN, then a ReLU (we add the ReLU only where the teacher's
+hint is itself rectified, i.e. not for the pre-activation WRNs, as Romero et al. give the
+regressor the hint layer's non-linearity). The original paper instead trains in two
+stages (hint pre-training of the lower student, then KD); the seed paper has no FitNet.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from kdlib.methods.base import Distiller, Param, register_method
 
 
 def regressor(in_channels: int, out_channels: int, relu: bool) -> nn.Sequential:
-    """3x3 conv + BN (+ ReLU): maps the guided student feature to the hint's shape."""
+    """1x1 conv with bias + BN (+ ReLU): maps the guided student feature to the hint's
+    channels (the spatial sizes are equal: ``check_config``)."""
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, 1, bias=True),
         nn.BatchNorm2d(out_channels),
     ]
     if relu:
@@ -45,7 +46,7 @@ class FitNet(Distiller):
     name = "fitnet"
     description = (
         "FitNet hints (Romero et al. 2015), single stage: CE + 100 * MSE of a middle stage "
-        "through a 3x3 conv regressor"
+        "through a 1x1 conv + BN regressor"
     )
     needs_teacher = True
     params = {

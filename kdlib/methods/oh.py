@@ -13,12 +13,13 @@
   back, divided by the batch size, times ``beta`` = 1e-3 (the authors' CIFAR script's
   ``loss_distill.sum() / batch_size / 1000``); plus CE.
 
-Teacher: frozen by default (eval mode, fixed BN statistics), the method's definition.
-``teacher_frozen=false`` reproduces the seed code (and the authors' CIFAR script), which
-run the teacher in train mode: its BN uses batch statistics and updates its running
-statistics. Its weights get no gradient either way (the features are detached). Deviation
-from the seed code: there the last stage's features were taken after the ReLU
-(its ResNet applies the last ReLU unconditionally); we use pre-ReLU features throughout.
+``variant=original`` (default): the teacher frozen (eval mode, fixed BN statistics), both
+models' own forward. ``variant=seed``, as the seed code ran it: teacher and student both
+run the ReLU-less forward (no ReLU after the stem or between stages: its BasicBlock's
+ReLU line is dead and its ``extract_feature`` skips the others), in training and in the
+student's evaluation, and the teacher stays in train mode (batch statistics; its running
+statistics move); its weights get no gradient either way (the features are detached).
+(The authors' CIFAR script also kept its teacher in train mode, but with the ReLUs.)
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from torch import Tensor, nn
 from kdlib.methods._features import (
     bn_before_relu,
     check_prerelu_support,
+    check_seed_forward_support,
     check_stages,
     conv_bn_connector,
     prerelu_features,
     stage_weights,
 )
-from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.base import Distiller, Param, register_method, variant_param
+from kdlib.models import relu_description, set_relus
 
 
 def margin_from_bn(bn: nn.BatchNorm2d) -> Tensor:
@@ -72,11 +75,8 @@ class OH(Distiller):
         "beta": Param(
             1e-3, "weight of the distillation distance", lambda v: v >= 0, "a number >= 0"
         ),
-        "teacher_frozen": Param(
-            True,
-            "false: teacher BN in train mode (batch statistics), as the seed code",
-            None,
-            "true or false",
+        "variant": variant_param(
+            "no stem or inter-stage ReLUs in either model, teacher in train mode"
         ),
     }
 
@@ -84,12 +84,16 @@ class OH(Distiller):
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
         check_prerelu_support(cls.name, cfg)
         check_stages(cls.name, cfg, spatial=True)
+        check_seed_forward_support(cls.name, cfg, hparams)
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, **hparams: Any):
         super().__init__(student, teacher, **hparams)
         assert self.teacher is not None
         for p in self.teacher.parameters():  # never optimized, even when not frozen
             p.requires_grad_(False)
+        if self.hparams["variant"] == "seed":  # the student is also evaluated this way
+            for model in (student, self.teacher):
+                set_relus(model, after_stem=False, between_stages=False)
         s_ch, t_ch = student.stage_channels, self.teacher.stage_channels
         self.connectors = nn.ModuleList(
             conv_bn_connector(s, t) for s, t in zip(s_ch, t_ch, strict=True)
@@ -99,7 +103,7 @@ class OH(Distiller):
         self.weights = stage_weights(len(s_ch))
 
     def freezes_teacher(self) -> bool:
-        return bool(self.hparams["teacher_frozen"])
+        return self.hparams["variant"] == "original"
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -120,11 +124,10 @@ class OH(Distiller):
         }
 
     def record(self) -> dict[str, Any]:
-        frozen = self.freezes_teacher()
         return {
             **super().record(),
-            "variant": "method definition (frozen teacher)"
-            if frozen
-            else "seed code (teacher BN in train mode)",
+            "variant": self.hparams["variant"],
+            "student_forward": relu_description(self.student),
+            "teacher_forward": relu_description(self.teacher),
             "stage_weights": self.weights,
         }

@@ -10,10 +10,12 @@ ReLU, ``feats["stages"]``) global-average-pooled to a C-vector:
 
 with T=5, lambda=0.5 as in ``kd`` and beta=10 as in the seed code. Each stage is
 normalised on its own, as PKD normalises each layer's vector; the mean runs over the
-batch and all concatenated channels. ``normalize=false`` drops the normalisation, as
-the seed code's call of its ``patience_loss`` did (its default
-``normalized_patience=False``); the seed code concatenated its models' feature lists.
-Stages are paired by index, so the two models need equal channel counts per stage.
+batch and all concatenated channels. Stages are paired by index, so the two models need
+equal channel counts per stage.
+
+``variant=seed``, as the seed code ran it: the whole stage maps (after their ReLUs)
+flattened and concatenated, no pooling and no normalisation (its ``patience_loss`` default),
+``KD + 10 * mean((flat_s - flat_t)^2)``; the spatial sizes must then match too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlib.methods._features import check_stages
-from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.base import Distiller, Param, register_method, variant_param
 from kdlib.methods.kd import KD, kd_terms
 
 
@@ -43,6 +45,13 @@ def patience_loss(student: list[Tensor], teacher: list[Tensor], normalize: bool 
     return F.mse_loss(patience_vector(student, normalize), patience_vector(teacher, normalize))
 
 
+def flat_patience_loss(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """The seed's: MSE of the concatenated, flattened, unnormalised whole stage maps."""
+    s = torch.cat([x.float().flatten(1) for x in student], dim=1)
+    t = torch.cat([x.float().flatten(1) for x in teacher], dim=1)
+    return F.mse_loss(s, t)
+
+
 @register_method
 class PKD(Distiller):
     """KD + beta * MSE of the normalised, pooled, concatenated stage features."""
@@ -57,17 +66,12 @@ class PKD(Distiller):
         "T": KD.params["T"],
         "lambda": KD.params["lambda"],
         "beta": Param(10.0, "weight of the patience loss", lambda v: v >= 0, "a number >= 0"),
-        "normalize": Param(
-            True,
-            "L2-normalise each stage's pooled vector (false: as the seed code's call)",
-            None,
-            "true or false",
-        ),
+        "variant": variant_param("whole maps flattened, no pooling, no normalisation"),
     }
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
-        check_stages(cls.name, cfg, channels=True)
+        check_stages(cls.name, cfg, channels=True, spatial=hparams["variant"] == "seed")
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -75,16 +79,20 @@ class PKD(Distiller):
         T, lam = self.hparams["T"], self.hparams["lambda"]
         logits, s_feats = self.student(images, features=True)
         t_logits, t_feats = self.teacher_features(images)
-        pt = patience_loss(s_feats["stages"], t_feats["stages"], self.hparams["normalize"])
+        if self.hparams["variant"] == "seed":
+            pt = flat_patience_loss(s_feats["stages"], t_feats["stages"])
+        else:
+            pt = patience_loss(s_feats["stages"], t_feats["stages"])
         return logits, {
             **kd_terms(logits, t_logits, labels, T, lam),
             "patience": self.hparams["beta"] * pt,
         }
 
     def record(self) -> dict[str, Any]:
-        norm = self.hparams["normalize"]
+        seed = self.hparams["variant"] == "seed"
         return {
             **super().record(),
-            "features": "stage outputs (after ReLU), global-average-pooled",
-            "variant": "method definition (normalised)" if norm else "seed code (unnormalised)",
+            "variant": self.hparams["variant"],
+            "features": "stage outputs (after ReLU), "
+            + ("whole maps flattened, unnormalised" if seed else "pooled, L2-normalised"),
         }

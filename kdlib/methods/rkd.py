@@ -10,10 +10,10 @@ On the embeddings (the input of each model's final linear layer; their sizes may
 
 loss = (1 - lambda) * CE + lambda * T^2 * KL + 25 * distance + 50 * angle.
 
-``lambda=0`` (default) is the method's definition (task loss + RKD-DA, weights 25 and 50
-as in the paper). The seed code used KD in place of CE (``lambda > 0``, e.g. 0.5 with
-T=5 as in ``kd``). It also added an attention-transfer term between misaligned stages,
-which we do not reproduce.
+``variant=original`` (default, ``lambda=0``): the method's definition, task loss + RKD-DA
+with weights 25 and 50 as in the paper. ``variant=seed``: KD in place of CE (``lambda``
+0.5, T=5, as ``kd``); the seed also computed an attention-transfer term between
+misaligned stages but never added it to the loss, so it changes nothing and is left out.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.base import Distiller, Param, register_method, variant_param
 from kdlib.methods.kd import kd_loss
 
 
@@ -94,13 +94,14 @@ class RKD(Distiller):
         ),
         "lambda": Param(
             0.0,
-            "weight of a KD term replacing part of CE (0: RKD's definition; the seed code "
-            "used KD, e.g. 0.5)",
+            "weight of a KD term replacing part of CE (variant=seed: 0.5)",
             lambda v: 0.0 <= v <= 1.0,
             "0 <= lambda <= 1",
         ),
         "T": Param(5.0, "KD temperature (when lambda > 0)", lambda v: v > 0, "a number > 0"),
+        "variant": variant_param("KD, lambda 0.5 and T 5, in place of CE"),
     }
+    seed_defaults = {"lambda": 0.5}
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -117,9 +118,10 @@ class RKD(Distiller):
         return logits, losses
 
     def record(self) -> dict[str, Any]:
-        lam = self.hparams["lambda"]
+        lam = self.hparams["lambda"]  # the variant sets its default
         return {
             **super().record(),
             "features": "embedding (input of the final linear layer)",
-            "variant": "method definition (CE)" if lam == 0 else "seed code (KD in place of CE)",
+            "variant": self.hparams["variant"],
+            "task_loss": "CE" if lam == 0 else f"KD (lambda {lam}, T {self.hparams['T']})",
         }

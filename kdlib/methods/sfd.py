@@ -6,21 +6,20 @@ over the batch is added to the cross-entropy:
 
     loss = CE + beta * sum_stages max_n d(maxpool(s_n), maxpool(t_n))
 
-What we implement, exactly:
+``variant=original`` (default, the paper's description): features are each stage's
+output before its final ReLU (``feats["preact"]``), and d is the Euclidean distance of
+the pooled C-vectors, so each stage adds ``max_n ||s_n - t_n||_2``.
 
-- features: each stage's output before its final ReLU (``feats["preact"]``), as the seed
-  code's ``get_layers`` records them. The seed code also matched the stem's conv and BN
-  outputs (64 channels in every paper ResNet); we match the stages only.
-- ``distance=l2`` (default, the paper's description): d is the Euclidean distance between
-  the pooled C-vectors, so each stage adds ``max_n ||s_n - t_n||_2``.
-- ``distance=linf``: what the seed code computes. It calls ``F.pairwise_distance`` on the
-  pooled (N, C, 1, 1) tensors, which takes the norm over the last, size-1 axis, i.e. the
-  element-wise ``|s_nc - t_nc + 1e-6|``; ``.max()`` then takes the maximum over samples
-  *and* channels: ``max_n ||s_n - t_n||_inf`` (we leave out the 1e-6).
-- ``beta=1`` as in the seed code. Stages are paired by index, so both models need the same
-  number of stages and, unless ``projection=true`` (a learned 1x1 conv, with bias, from
-  each student stage to the teacher's channels, applied before pooling, as the seed code's
-  unused ``build_transformers``), the same channel counts.
+``variant=seed``, what the seed code computes: its ``get_layers`` also records the stem's
+conv and BN outputs (64 channels in every paper ResNet), so five tensors are matched, and
+its ``F.pairwise_distance`` on the pooled (N, C, 1, 1) tensors takes the norm over the
+last, size-1 axis, i.e. the element-wise ``|s_nc - t_nc + 1e-6|``, whose ``.max()`` runs
+over samples *and* channels: ``max_n ||s_n - t_n + 1e-6||_inf``.
+
+``beta=1`` as in the seed code. Stages are paired by index, so both models need the same
+number of stages and, unless ``projection=true`` (a learned 1x1 conv, with bias, from
+each student stage to the teacher's channels, applied before pooling, as the seed code's
+unused ``build_transformers``; stages only), the same channel counts.
 """
 
 from __future__ import annotations
@@ -31,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlib.methods._features import check_stages
-from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods._features import check_seed_forward_support, check_stages
+from kdlib.methods.base import Distiller, Param, register_method, variant_param
 
 DISTANCES = ("l2", "linf")
+SEED_EPS = 1e-6  # F.pairwise_distance's eps, added to the difference
 
 
 def sfd_stage_loss(student: Tensor, teacher: Tensor, distance: str = "l2") -> Tensor:
@@ -45,7 +45,7 @@ def sfd_stage_loss(student: Tensor, teacher: Tensor, distance: str = "l2") -> Te
     if distance == "l2":
         per_sample = torch.linalg.vector_norm(diff, dim=1)
     elif distance == "linf":
-        per_sample = diff.abs().amax(dim=1)
+        per_sample = (diff + SEED_EPS).abs().amax(dim=1)
     else:
         raise ValueError(f"unknown distance {distance!r}")
     return per_sample.max()
@@ -63,12 +63,8 @@ class SFD(Distiller):
     needs_teacher = True
     params = {
         "beta": Param(1.0, "weight of the feature term", lambda v: v >= 0, "a number >= 0"),
-        "distance": Param(
-            "l2",
-            "l2: Euclidean distance of the pooled vectors (paper text); linf: max over "
-            "channels too (what the seed code computes)",
-            lambda v: v in DISTANCES,
-            " or ".join(DISTANCES),
+        "variant": variant_param(
+            "max over channels too (L-infinity), and the stem's conv and BN outputs matched"
         ),
         "projection": Param(
             False,
@@ -86,6 +82,7 @@ class SFD(Distiller):
             channels=not hparams["projection"],
             channels_hint="add -p projection=true to learn a 1x1 projection",
         )
+        check_seed_forward_support(cls.name, cfg, hparams)  # the stem features: ResNets
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, **hparams: Any):
         super().__init__(student, teacher, **hparams)
@@ -99,22 +96,29 @@ class SFD(Distiller):
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        seed = self.hparams["variant"] == "seed"
         logits, s_feats = self.student(images, features=True)
         _, t_feats = self.teacher_features(images)
-        total = logits.new_zeros(())
+        distance = "linf" if seed else "l2"
+        total = logits.new_zeros((), dtype=torch.float32)
         for i, (s, t) in enumerate(zip(s_feats["preact"], t_feats["preact"], strict=True)):
             if self.projections is not None:
                 s = self.projections[i](s)
-            total = total + sfd_stage_loss(s, t, self.hparams["distance"])
+            total = total + sfd_stage_loss(s, t, distance)
+        if seed:  # the seed also matched the stem's conv and BN outputs
+            for s, t in zip(s_feats["stem"], t_feats["stem"], strict=True):
+                total = total + sfd_stage_loss(s, t, distance)
         return logits, {
             "ce": F.cross_entropy(logits, labels),
             "sfd": self.hparams["beta"] * total,
         }
 
     def record(self) -> dict[str, Any]:
+        seed = self.hparams["variant"] == "seed"
         return {
             **super().record(),
-            "features": "pre-ReLU stage outputs (stem not matched)",
-            "distance": self.hparams["distance"],
-            "variant": "paper text" if self.hparams["distance"] == "l2" else "seed code",
+            "variant": self.hparams["variant"],
+            "features": "pre-ReLU stage outputs"
+            + (" and the stem's conv and BN outputs" if seed else " (stem not matched)"),
+            "distance": "linf" if seed else "l2",
         }

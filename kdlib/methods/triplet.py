@@ -4,10 +4,10 @@ The seed paper's ``TripletTrainer`` (despite the name it has no triplets): PyTor
 ``CosineEmbeddingLoss`` with target 1, i.e. the batch mean of 1 - cos(student, teacher)
 on the raw logits, which pulls the student's logit vector towards the teacher's direction.
 
-Default: (1 - lambda) CE + lambda T^2 KL + weight * (1 - cos). The seed paper's code has
-the CE line commented out, so its loss is (1 - lambda) (1 - cos) + lambda T^2 KL, with no
-label term; ``replace_ce=true`` reproduces that (``weight`` is then unused). The default
-``weight=0.5`` is the weight the seed code gives the term (1 - lambda at lambda=0.5).
+``variant=original`` (default): (1 - lambda) CE + lambda T^2 KL + weight * (1 - cos); the
+default ``weight=0.5`` is the weight the seed code gives the term (1 - lambda at 0.5).
+``variant=seed``: the seed code has the CE line commented out, so its loss is
+(1 - lambda) (1 - cos) + lambda T^2 KL, with no label term (``weight`` is then unused).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdlib.methods.base import Distiller, Param, register_method
+from kdlib.methods.base import Distiller, Param, register_method, variant_param
 from kdlib.methods.kd import KD, kd_loss, kd_terms
 
 
@@ -37,11 +37,7 @@ class Triplet(Distiller):
     params = {
         **KD.params,
         "weight": Param(0.5, "weight of the cosine term", lambda v: v >= 0, "a number >= 0"),
-        "replace_ce": Param(
-            False,
-            "seed code variant: the cosine term takes CE's place and weight 1-lambda",
-            allowed="true or false",
-        ),
+        "variant": variant_param("the cosine term, weighted 1-lambda, replaces CE"),
     }
 
     def forward(
@@ -52,7 +48,7 @@ class Triplet(Distiller):
         teacher_logits = self.teacher_logits(images)
         cos = cosine_loss(logits, teacher_logits)
         kd = lam * kd_loss(logits, teacher_logits, T)
-        if self.hparams["replace_ce"]:
+        if self.hparams["variant"] == "seed":
             return logits, {"cosine": (1.0 - lam) * cos, "kd": kd}
         return logits, {
             **kd_terms(logits, teacher_logits, labels, T, lam),
@@ -62,7 +58,7 @@ class Triplet(Distiller):
     def record(self) -> dict[str, Any]:
         variant = (
             "seed code: (1-lambda)*(1-cos) + lambda*T^2*KL, no CE"
-            if self.hparams["replace_ce"]
+            if self.hparams["variant"] == "seed"
             else "(1-lambda)*CE + lambda*T^2*KL + weight*(1-cos)"
         )
-        return {**super().record(), "loss": variant}
+        return {**super().record(), "variant": self.hparams["variant"], "loss": variant}

@@ -79,8 +79,19 @@ class CifarResNet(nn.Module):
 
     ``forward(x, features=True)`` returns ``(logits, feats)`` with ``feats["stages"]`` (each
     stage's output, after its final ReLU), ``feats["preact"]`` (the same before that ReLU)
-    and ``feats["embedding"]`` (the flattened input of ``linear``).
+    , ``feats["embedding"]`` (the flattened input of ``linear``) and ``feats["stem"]`` (the
+    stem's conv and BN outputs, before its ReLU).
+
+    ``relu_after_stem`` / ``relu_between_stages`` (attributes, default True; not weights,
+    so checkpoints load either way) switch off the stem's ReLU and the ReLUs that end the
+    stages before the last: the seed paper's ReLU-less forward, which its OH ran for both
+    models in training and evaluation (both off) and its AB initialisation ran (stages
+    only). Set them through ``set_relus``; then ``feats["stages"][i]`` is the unrectified
+    stage output for every stage but the last. The last stage's ReLU always stays.
     """
+
+    relu_after_stem: bool = True
+    relu_between_stages: bool = True
 
     def __init__(
         self,
@@ -113,15 +124,47 @@ class CifarResNet(nn.Module):
         self.linear = nn.Linear(self.embedding_dim, num_classes)
 
     def forward(self, x: Tensor, features: bool = False) -> Tensor | tuple[Tensor, dict[str, Any]]:
-        out = F.relu(self.bn1(self.conv1(x)))
+        conv = self.conv1(x)
+        out = bn = self.bn1(conv)
+        if self.relu_after_stem:
+            out = F.relu(out)
         stages: list[Tensor] = []
         preacts: list[Tensor] = []
-        for name in self._stage_names:
+        last = len(self._stage_names) - 1
+        for i, name in enumerate(self._stage_names):
             pre, out = run_stage(getattr(self, name), out)
+            if not self.relu_between_stages and i < last:
+                out = pre
             stages.append(out)
             preacts.append(pre)
         embedding = F.avg_pool2d(out, self.pool).flatten(1)
         logits = self.linear(embedding)
         if features:
-            return logits, {"stages": stages, "preact": preacts, "embedding": embedding}
+            feats = {"stages": stages, "preact": preacts, "embedding": embedding}
+            return logits, {**feats, "stem": [conv, bn]}
         return logits
+
+
+def set_relus(model: nn.Module, *, after_stem: bool, between_stages: bool) -> None:
+    """Switch a ``CifarResNet``'s stem and inter-stage ReLUs (see ``CifarResNet``)."""
+    if not isinstance(model, CifarResNet):
+        raise TypeError(f"{type(model).__name__} has no switchable stage ReLUs")
+    model.relu_after_stem = after_stem
+    model.relu_between_stages = between_stages
+
+
+def relu_description(model: nn.Module) -> str:
+    """How ``model`` runs its stage ReLUs, for run records."""
+    if not isinstance(model, CifarResNet):
+        return "its own forward"
+    if model.relu_after_stem and model.relu_between_stages:
+        return "its own forward (ReLU after the stem and every stage)"
+    off = [
+        n
+        for n, on in (
+            ("the stem", model.relu_after_stem),
+            ("the inner stages", model.relu_between_stages),
+        )
+        if not on
+    ]
+    return f"seed's ReLU-less forward: no ReLU after {' or '.join(off)}"

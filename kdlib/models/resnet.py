@@ -27,3 +27,29 @@ def resnet18(num_classes: int = 10) -> CifarResNet:
 def resnet34(num_classes: int = 10) -> CifarResNet:
     """The usual CIFAR ResNet-34 (21.3M parameters)."""
     return CifarResNet(_WIDTHS_4, (3, 4, 6, 3), num_classes)
+
+
+# The seed paper's 4-stage ResNets (its models/cifar10/resnet.py): the BasicBlock's ReLU
+# after the residual add is dead code there, so each stage ends with one ReLU, as in its
+# 3-stage paper ResNets. Same weights' names as the usual ones, another function.
+_SEED_BLOCKS = {
+    "resnet10_seed": (1, 1, 1, 1),
+    "resnet18_seed": (2, 2, 2, 2),
+    "resnet34_seed": (3, 4, 6, 3),
+}
+
+
+def _register_seed(name: str, blocks: tuple[int, ...]) -> None:
+    @register_model(
+        name,
+        f"the seed paper's {name[:-5].replace('resnet', 'ResNet-')}: 4 stages x "
+        f"[{','.join(map(str, blocks))}] BasicBlocks, no ReLU after each add, one per stage",
+    )
+    def factory(num_classes: int = 10) -> CifarResNet:
+        return CifarResNet(_WIDTHS_4, blocks, num_classes, relu_per_block=False)
+
+    factory.__name__ = factory.__qualname__ = name
+
+
+for _name, _blocks in _SEED_BLOCKS.items():
+    _register_seed(_name, _blocks)

@@ -112,5 +112,7 @@ def _register(depth: int, widen: int) -> None:
     factory.__doc__ = f"WRN-{depth}-{widen}."
 
 
-for _depth, _widen in ((10, 1), (16, 1), (16, 2), (16, 4), (28, 1), (28, 2), (40, 1), (40, 2)):
+# wrn22_4: the seed paper's second MKD teacher
+_WRNS = ((10, 1), (16, 1), (16, 2), (16, 4), (22, 4), (28, 1), (28, 2), (40, 1), (40, 2))
+for _depth, _widen in _WRNS:
     _register(_depth, _widen)
