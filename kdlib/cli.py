@@ -219,7 +219,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.dry_run:
         for cfg in sweep.expand(overrides):
             teacher = f" from {cfg.teacher}" if cfg.teacher else ""
-            print(f"{cfg.method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}")
+            params = ",".join(f"{k}={v}" for k, v in cfg.method_params.items())
+            method = f"{cfg.method}[{params}]" if params else cfg.method
+            print(f"{method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}")
         for where, reason in sweep.skipped:
             print(f"not applicable: {where}: {reason}")
         return
@@ -360,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--student", help="see `kdlib models` (default resnet8)")
     tr.add_argument("--teacher", help="teacher model (several, comma-separated, for mkd and allkd)")
     tr.add_argument(
-        "--teacher-checkpoint", help="its checkpoint (one per teacher, comma-separated)"
+        "--teacher-checkpoint",
+        help="its checkpoint (one per teacher, comma-separated; an empty entry, as in "
+        "'a.pth,', trains that teacher first)",
     )
     tr.add_argument("--teacher-epochs", type=int, help="epochs when training the teacher first")
     tr.add_argument("--dataset", help="cifar10 or cifar100 (default cifar10)")

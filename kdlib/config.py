@@ -100,6 +100,8 @@ class TrainConfig:
 
         num_classes = SPECS[self.dataset].num_classes
         for name, path in zip(teachers, checkpoints, strict=True):
+            if not path:  # this teacher is trained first
+                continue
             try:
                 load_weights(create_model(name, num_classes), path)
             except CheckpointError as e:
@@ -124,7 +126,8 @@ class TrainConfig:
         return [t.strip() for t in self.teacher.split(",")] if self.teacher else []
 
     def teacher_checkpoints(self) -> list[str]:
-        """The teacher checkpoint paths, one per teacher, or empty (teachers trained first)."""
+        """The teacher checkpoint paths, one per teacher, or empty (teachers trained first);
+        an empty entry (``a.pth,``) means that teacher is trained first."""
         if not self.teacher_checkpoint:
             return []
         return [c.strip() for c in self.teacher_checkpoint.split(",")]
@@ -160,8 +163,8 @@ class TrainConfig:
                     f"{len(checkpoints)} checkpoints for {len(teachers)} teachers; give one "
                     "per teacher, comma-separated, in the same order",
                 )
-            for path in checkpoints:
-                if not Path(path).is_file():
+            for path in checkpoints:  # an empty entry: that teacher is trained first
+                if path and not Path(path).is_file():
                     raise KdlibError(f"--teacher-checkpoint: no such file {path!r}")
         if self.dataset not in DATASETS:
             raise bad("dataset", f"valid: {', '.join(DATASETS)}")

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from kdlib.io import atomic_write
-from kdlib.paper import TABLES, method_label, model_label, paper_results
+from kdlib.paper import TABLES, base_method, method_key, method_label, model_label, paper_results
 from kdlib.runs import RunRecord, load_runs
 from kdlib.stats import mean_std, welch_ttest
 
@@ -146,7 +146,11 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
     says how many were left out.
     """
     partial = _col(df, "test_limit").notna() if "test_limit" in df.columns else False
-    return _one_per_seed(df[(_col(df, "status") == "completed") & ~partial].copy())
+    out = _one_per_seed(df[(_col(df, "status") == "completed") & ~partial].copy())
+    # a method run as the seed code ran it is another row than the original method
+    variants = _col(out, "method_hparams.variant")
+    out["method"] = [method_key(m, v) for m, v in zip(_col(out, "method"), variants, strict=True)]
+    return out
 
 
 def settings(df: pd.DataFrame) -> pd.Series:
@@ -177,7 +181,10 @@ def _params(runs: pd.DataFrame) -> str:
     if runs.empty:
         return ""
     first = runs.iloc[0]
-    cols = sorted(c for c in runs.columns if c.startswith("method_params."))
+    # the variant is in the method's label (see kdlib.paper.method_label), not repeated here
+    cols = sorted(
+        c for c in runs.columns if c.startswith("method_params.") and c != "method_params.variant"
+    )
     return ", ".join(
         f"{c[len('method_params.') :]}={first[c]}" for c in cols if not _missing(first[c])
     )
@@ -308,7 +315,9 @@ def select_runs(
     ``teacher`` keeps runs taught by that model (alone or among several) and also the
     teacher-free runs (nokd), which are every setting's baseline. Runs of the grids in
     ``exclude_grids`` (the T x lambda sweep) are left out: they are not runs of the
-    method's default setting. The result can still hold runs of several settings (e.g.
+    method's default setting. ``method`` is a method key (``oh:seed`` for ``-p
+    variant=seed``, ``oh`` for the original: see :func:`kdlib.paper.method_key`). The
+    result can still hold runs of several settings (e.g.
     a teacher from a checkpoint and one trained here, or other method parameters): pool
     only runs of one :func:`settings` value, as every summary and figure here does.
     """
@@ -356,7 +365,9 @@ def _title(text: str, df: pd.DataFrame) -> str:
 
 
 def _method_sort_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """The paper's order; a method's seed-code variant right after its original."""
+    base = base_method(method)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def _message_figure(message: str, title: str = "") -> Figure:

@@ -10,7 +10,10 @@ guessed, and their runs show up in the figures without a paper mark.
 
 Models and methods use kdlib's names (``resnet8``, ``wrn16_4``, ``uda_nokd``), so a record
 matches our run records directly; :func:`model_label` and :func:`method_label` give the
-paper's spelling for plots.
+paper's spelling for plots. A method whose seed code differs from its authors' definition
+(kdlib's ``-p variant=seed``, see :data:`VARIANT_METHODS`) is keyed ``<method>:seed`` when
+it ran as the seed ran it (the paper's numbers come from the seed code, so they are keyed
+so), and plain ``<method>`` for the original; their labels say which.
 """
 
 from __future__ import annotations
@@ -32,6 +35,23 @@ TABLES: dict[str, str] = {
 # Methods that use no teacher: their paper rows carry ``teacher=None`` and match our
 # teacher-free runs of the same student, whatever teacher the table is about.
 TEACHER_FREE = ("nokd", "uda_nokd")
+
+# Methods with a ``variant`` parameter (original | seed) in kdlib.
+VARIANT_METHODS = ("ab", "oh", "pkd", "rkd", "sfd", "triplet", "uda")
+SEED_SUFFIX = ":seed"
+
+
+def method_key(method: str, variant: object = None) -> str:
+    """The key of a method as it ran: ``oh:seed`` for ``variant=seed``, else ``oh``."""
+    if not isinstance(method, str) or method.endswith(SEED_SUFFIX):
+        return method
+    return method + SEED_SUFFIX if variant == "seed" else method
+
+
+def base_method(key: str) -> str:
+    """The kdlib method name of a key (``oh:seed`` -> ``oh``)."""
+    return key.removesuffix(SEED_SUFFIX) if isinstance(key, str) else key
+
 
 _METHOD_LABELS = {
     "nokd": "NOKD",
@@ -119,18 +139,18 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
     _table2("resnet8", 89.59, 89.48),
     _table2("resnet20", 93.02, 90.16),
     _table2("resnet26", 93.41, 90.40),
-    _table2("resnet18", 95.26, 89.50),
+    _table2("resnet18_seed", 95.26, 89.50),  # the seed's ResNet-18 (no ReLU after the add)
     _table2("wrn10_1", 88.06, 88.48),
     _table2("wrn16_4", 95.42, 89.58),
     _table3("takd", 90.57),
-    _table3("uda", 90.52),
+    _table3("uda:seed", 90.52),
     _table3("mkd", 90.34),
     _table3("kd", 90.33),
-    _table3("rkd", 90.22),
+    _table3("rkd:seed", 90.22),
     _table3("nokd", 89.42),
-    _table3("sfd", 87.47),
-    _table3("oh", 87.09),
-    _table4("uda", 91.22),
+    _table3("sfd:seed", 87.47),
+    _table3("oh:seed", 87.09),
+    _table4("uda:seed", 91.22),
     _table4("takd", 90.97),
     _table4("kd", 90.77),
     _table4("uda_nokd", 90.34),
@@ -163,8 +183,14 @@ def paper_results(table: str | None = None) -> pd.DataFrame:
 
 
 def method_label(method: str) -> str:
-    """The paper's spelling of a kdlib method name (``uda_nokd`` -> ``UDA-NOKD``)."""
-    return _METHOD_LABELS.get(method, method.upper())
+    """The paper's spelling of a method key (``uda_nokd`` -> ``UDA-NOKD``); for a method
+    with variants it says which ran (``oh:seed`` -> ``OH (seed code)``, ``oh`` -> ``OH
+    (original)``)."""
+    base = base_method(method)
+    label = _METHOD_LABELS.get(base, str(base).upper())
+    if base in VARIANT_METHODS:
+        label += " (seed code)" if str(method).endswith(SEED_SUFFIX) else " (original)"
+    return label
 
 
 def model_label(model: str | None) -> str:
@@ -177,8 +203,10 @@ def model_label(model: str | None) -> str:
     parts = []
     for m in str(model).split(","):
         m = m.strip()
+        seed = m.endswith("_seed")  # the seed paper's own variant of an architecture
+        m = m.removesuffix("_seed")
         if m.startswith("resnet"):
-            parts.append("ResNet" + m[len("resnet") :])
+            parts.append("ResNet" + m[len("resnet") :] + (" (seed)" if seed else ""))
         elif m.startswith("wrn"):
             parts.append("WRN" + m[len("wrn") :].replace("_", "-"))
         else:

@@ -150,7 +150,7 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
             values[key] = str(Path(values[key]).absolute())
     if cfg.teacher_checkpoint:
         values["teacher_checkpoint"] = ",".join(
-            str(Path(p).absolute()) for p in cfg.teacher_checkpoints()
+            str(Path(p).absolute()) if p else "" for p in cfg.teacher_checkpoints()
         )
     return TrainConfig.from_dict(values)
 

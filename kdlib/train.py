@@ -215,7 +215,7 @@ def _trained_model(run_dir: Path, name: str, num_classes: int) -> nn.Module:
 
 def build_teacher(
     cfg: TrainConfig, num_classes: int, device: torch.device, progress: bool
-) -> tuple[nn.Module | None, str | list[str] | None]:
+) -> tuple[nn.Module | None, str | list[str | None] | None]:
     """The teacher(s) and the run(s) that produced them, if any.
 
     A method's ``teacher_stage`` (TAKD's assistant) is trained first and becomes the
@@ -229,11 +229,12 @@ def build_teacher(
         return _trained_model(stage_dir, stage.student, num_classes).to(device), str(stage_dir)
     names, checkpoints = cfg.teacher_names(), cfg.teacher_checkpoints()
     teachers: list[nn.Module] = []
-    runs: list[str] = []
+    runs: list[str | None] = []
     for i, name in enumerate(names):
-        if checkpoints:
+        if checkpoints and checkpoints[i]:
             teacher = create_model(name, num_classes)
             load_weights(teacher, checkpoints[i])
+            runs.append(None)
         else:
             teacher_cfg = replace(
                 cfg,
@@ -254,8 +255,8 @@ def build_teacher(
     if not teachers:
         return None, None
     if len(teachers) == 1:
-        return teachers[0], (runs[0] if runs else None)
-    return nn.ModuleList(teachers), (runs or None)
+        return teachers[0], runs[0]
+    return nn.ModuleList(teachers), (runs if any(runs) else None)
 
 
 def without_unused_teacher(cfg: TrainConfig) -> TrainConfig:
@@ -418,8 +419,12 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         val_size_actual=0 if val_loader is None else val_loader.num_examples,
         test_size=test_loader.num_examples,
     )
+    if method_class(cfg.method).revision:  # what the method computes changed (a fixed bug)
+        config["method_revision"] = method_class(cfg.method).revision
     if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
-        config["teacher_checkpoint_sha256"] = [file_sha256(c) for c in cfg.teacher_checkpoints()]
+        config["teacher_checkpoint_sha256"] = [
+            file_sha256(c) if c else None for c in cfg.teacher_checkpoints()
+        ]
     config["config_hash"] = config_hash(config)
     with run_lock(cfg.runs_dir, config["config_hash"]):
         record = find_run(cfg.runs_dir, config["config_hash"])

@@ -38,31 +38,36 @@ OUT = Path(__file__).resolve().parent / "fixtures" / "runs"
 START = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 NOTE = "synthetic fixture for kdlib's figure and notebook tests: made-up numbers, not a real run"
 
-# (method, teacher, target final accuracy): Table 3's paper numbers plus one unreported
-# method (pkd), Table 4's at 350 epochs, Table 2's teachers, and a small T x lambda grid.
+# (method, teacher, target final accuracy[, method parameters]): Table 3's paper numbers
+# (the seed variant where the method has one, as sweeps/paper_table3.yaml runs them), plus
+# one unreported method (pkd) and one original variant beside its seed row (oh), Table 4's
+# at 350 epochs, Table 2's teachers, and a small T x lambda grid.
+SEED = {"variant": "seed"}
 TABLE3 = [
     ("nokd", None, 89.42),
     ("kd", "resnet26", 90.33),
     ("takd", "resnet26", 90.57),
-    ("uda", "resnet26", 90.52),
+    ("uda", "resnet26", 90.52, SEED),
     ("mkd", "resnet26", 90.34),
-    ("rkd", "resnet26", 90.22),
-    ("sfd", "resnet26", 87.47),
-    ("oh", "resnet26", 87.09),
+    ("rkd", "resnet26", 90.22, SEED),
+    ("sfd", "resnet26", 87.47, SEED),
+    ("oh", "resnet26", 87.09, SEED),
     ("pkd", "resnet26", 88.70),
 ]
+# The original OH beside its seed row (written last, so the other runs keep their noise).
+TABLE3_ORIGINAL = [("oh", "resnet26", 89.90)]
 TABLE4 = [
     ("nokd", None, 89.34),
     ("kd", "resnet26", 90.77),
     ("takd", "resnet26", 90.97),
-    ("uda", "resnet26", 91.22),
+    ("uda", "resnet26", 91.22, SEED),
     ("uda_nokd", None, 90.34),
 ]
 TABLE2 = [  # (teacher, teacher accuracy, student accuracy)
     ("resnet8", 89.59, 89.48),
     ("resnet20", 93.02, 90.16),
     ("resnet26", 93.41, 90.40),
-    ("resnet18", 95.26, 89.50),
+    ("resnet18_seed", 95.26, 89.50),
     ("wrn10_1", 88.06, 88.48),
     ("wrn16_4", 95.42, 89.58),
 ]
@@ -121,7 +126,7 @@ def _write_run(
     seed: int,
     target: float,
     grid: str | None = None,
-    hparams: dict[str, float] | None = None,
+    hparams: dict[str, Any] | None = None,
     keep_history: bool = True,
     student: str = "resnet8",
     teacher_run: dict[str, Any] | None = None,
@@ -211,11 +216,12 @@ def make_fixture_runs(out: Path = OUT) -> Path:
     k = 0
     nokd: dict[int, dict[str, Any]] = {}  # Table 3's nokd run of each seed
     for epochs, table in ((200, TABLE3), (350, TABLE4)):
-        for method, teacher, target in table:
+        for method, teacher, target, *params in table:
             for seed in SEEDS:
                 k += 1
                 hist = epochs == 200  # curves of one setting are enough for the tests
-                run = _write_run(out, k, method, teacher, epochs, seed, target, keep_history=hist)
+                hparams = params[0] if params else None
+                run = _write_run(out, k, method, teacher, epochs, seed, target, None, hparams, hist)
                 if (method, epochs) == ("nokd", 200):
                     nokd[seed] = run
     for T in KD_GRID_T:
@@ -249,6 +255,10 @@ def make_fixture_runs(out: Path = OUT) -> Path:
                 keep_history=False,
                 teacher_run=teacher_run,
             )
+    for method, teacher, target in TABLE3_ORIGINAL:
+        for seed in SEEDS:
+            k += 1
+            _write_run(out, k, method, teacher, 200, seed, target, keep_history=False)
     # Two runs that must never count: one killed while running, one that failed.
     rec = RunRecord.create(
         out,

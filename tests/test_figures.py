@@ -63,20 +63,20 @@ def test_paper_tables_hold_the_reported_numbers() -> None:
     t3 = paper_results("table3")
     assert dict(zip(t3["method"], t3["accuracy"], strict=True)) == {
         "takd": 90.57,
-        "uda": 90.52,
+        "uda:seed": 90.52,
         "mkd": 90.34,
         "kd": 90.33,
-        "rkd": 90.22,
+        "rkd:seed": 90.22,
         "nokd": 89.42,
-        "sfd": 87.47,
-        "oh": 87.09,
+        "sfd:seed": 87.47,
+        "oh:seed": 87.09,
     }
     assert set(t3["epochs"]) == {200} and set(t3["student"]) == {"resnet8"}
     assert set(t3["teacher"].dropna()) == {"resnet26"}
     assert t3.loc[t3["method"] == "nokd", "teacher"].isna().all()
     t4 = paper_results("table4")
     assert dict(zip(t4["method"], t4["accuracy"], strict=True)) == {
-        "uda": 91.22,
+        "uda:seed": 91.22,
         "takd": 90.97,
         "kd": 90.77,
         "uda_nokd": 90.34,
@@ -89,7 +89,7 @@ def test_paper_tables_hold_the_reported_numbers() -> None:
         "resnet8": (89.59, 89.48),
         "resnet20": (93.02, 90.16),
         "resnet26": (93.41, 90.40),
-        "resnet18": (95.26, 89.50),
+        "resnet18_seed": (95.26, 89.50),
         "wrn10_1": (88.06, 88.48),
         "wrn16_4": (95.42, 89.58),
     }
@@ -197,7 +197,8 @@ def test_summary_table_follows_the_paper_and_counts_completed_runs_only(runs) ->
     s = figures.summary_table(runs, table="table3")
     methods = list(s["method"])
     assert methods[:8] == list(paper_results("table3")["method"])
-    assert methods[8:] == ["pkd"]  # ran in the setting, no paper number
+    # ran in the setting, no paper number: the original OH (the paper's is the seed's), PKD
+    assert methods[8:] == ["oh", "pkd"]
     assert (s["n_seeds"] == 2).all()
     assert all(seeds == [0, 1] for seeds in s["seeds"])  # the running/failed seed 9 never counts
     assert set(s["teacher_from"].dropna()) == {"checkpoint"}
@@ -212,9 +213,10 @@ def test_summary_table_follows_the_paper_and_counts_completed_runs_only(runs) ->
     assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in md and md.count("\n") == len(s) + 2
 
     every = figures.summary_table(runs)
-    # 9 Table 3 + 5 Table 4 + 6 Table 2 settings + the 5 teachers Table 2 trained first
+    # 10 Table 3 (with the original OH) + 5 Table 4 + 6 Table 2 settings + the 5 teachers
+    # Table 2 trained first
     # (its ResNet8 teacher is Table 3's nokd run)
-    assert len(every) == 25 and not every.duplicated("setting").any()
+    assert len(every) == 26 and not every.duplicated("setting").any()
     uda_nokd = every[every["method"] == "uda_nokd"].iloc[0]
     assert uda_nokd["table"] == "table4" and uda_nokd["paper"] == 90.34
     wrn = every[every["teacher"] == "wrn16_4"].iloc[0]
@@ -316,7 +318,7 @@ def test_gain_table_against_numbers_from_the_fixture(runs) -> None:
     assert row["baseline_setting"] == trained["baseline_setting"]
     assert "nokd" not in set(g["method"])
     assert len(g[g["method"] == "uda_nokd"]) == 1  # only at 350 epochs, against that nokd
-    assert len(g) == 18  # 8 Table 3 + 4 Table 4 + 6 Table 2 settings
+    assert len(g) == 19  # 8 Table 3 (+ the original OH) + 4 Table 4 + 6 Table 2 settings
 
 
 def test_kd_param_table_uses_the_grid_runs(runs) -> None:
@@ -339,7 +341,8 @@ def test_kd_param_table_uses_the_grid_runs(runs) -> None:
 def test_mean_curves_average_over_seeds(runs) -> None:
     sel = figures.select_runs(runs, student="resnet8", teacher="resnet26", epochs=200)
     curves = figures.mean_curves(sel)
-    assert set(curves["label"]) == {method_label(m) for m in sel["method"]}
+    with_history = sel[[(Path(p) / "history.csv").exists() for p in sel["path"]]]
+    assert set(curves["label"]) == {method_label(m) for m in with_history["method"]}
     kd = curves[(curves["label"] == "KD") & (curves["column"] == "test_acc")]
     assert list(kd["epoch"]) == list(range(1, 201)) and (kd["n"] == 2).all()
     hist = figures.load_histories(sel[sel["method"] == "kd"])

@@ -72,7 +72,7 @@ def test_figure_notebooks_render_the_fixture_runs(tmp_path: Path) -> None:
     for stems in FIGURES.values():
         for stem in stems:
             assert f"**{stem}**" in index and f"]({stem}.svg)" in index
-    assert "(59 completed runs)" in index
+    assert "(61 completed runs)" in index
     summary = (figures_dir / "reproducibility_summary.md").read_text()
     assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in summary
     assert "| KD | ResNet26 → ResNet8 | 200 | 2 | 90.47 ± 0.11 |" in summary  # Table 3's

@@ -74,7 +74,7 @@ class AllKD(GridMethod):
                 cfg,
                 method="kd",
                 teacher=name,
-                teacher_checkpoint=ckpt,
+                teacher_checkpoint=ckpt or None,
                 method_params=dict(kd_params),
                 grid=cls.name,
             )

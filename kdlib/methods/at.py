@@ -49,6 +49,7 @@ class AT(Distiller):
         "the squared distance of normalised attention maps"
     )
     needs_teacher = True
+    revision = 1  # 1: CE + beta * sum, as the authors (was beta / 2)
     params = {
         "beta": Param(1000.0, "weight of the attention loss", lambda v: v >= 0, "a number >= 0"),
         "p": Param(2.0, "exponent of |f| in the attention map", lambda v: v > 0, "a number > 0"),

@@ -87,6 +87,11 @@ class MethodSpec:
 
     ``seed_defaults``: parameters whose default is another one in the ``variant=seed``
     (e.g. AB's 10 initialisation epochs); a value given explicitly still wins.
+
+    ``revision``: raised whenever what a method computes changes while its parameters do
+    not (a fixed bug), so runs made before are not taken for runs of the new one. It is
+    part of a run's identity from 1 on (``method_revision``); 0 adds nothing, so the
+    identities of methods never revised stay as they were.
     """
 
     name: ClassVar[str] = ""
@@ -95,6 +100,7 @@ class MethodSpec:
     multi_teacher: ClassVar[bool] = False  # accepts several teachers (--teacher a,b,c)
     params: ClassVar[dict[str, Param]] = {}
     seed_defaults: ClassVar[dict[str, Any]] = {}
+    revision: ClassVar[int] = 0
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ class FitNet(Distiller):
         "through a 1x1 conv + BN regressor"
     )
     needs_teacher = True
+    revision = 1  # 1: RepDistiller's 1x1 ConvReg with bias (was a 3x3 conv without)
     params = {
         "beta": Param(100.0, "weight of the hint loss", lambda v: v >= 0, "a number >= 0"),
         "hint_stage": Param(

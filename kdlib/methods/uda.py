@@ -16,7 +16,9 @@ generator, seeded from the run's seed, so a run is repeatable.
 Difference from the seed paper's code: its augmented view is AutoAugment applied to the
 raw image, without the random crop and flip the clean view gets; here AutoAugment is
 applied on top of the loader's crop+flip (the loop only gives us the augmented batch),
-which is also what the UDA paper does for CIFAR-10.
+which is also what the UDA paper does for CIFAR-10. ``variant=seed`` (its own AutoAugment
+port, with other magnitudes, on the image without the crop and flip) is declared so that
+runs keep their identity when it comes, but not built yet: asking for it is an error.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from torch import nn
 
 from kdlib.data.augment import normalize
 from kdlib.data.autoaugment import cifar10_autoaugment
-from kdlib.methods.base import Distiller, Param, TrainContext, register_method
+from kdlib.errors import KdlibError
+from kdlib.methods.base import Distiller, Param, TrainContext, register_method, variant_param
 from kdlib.methods.kd import KD, kd_loss, kd_terms
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -101,7 +104,21 @@ class UDA(_TwoViews):
     name = "uda"
     description = "KD on the clean batch + KD on its AutoAugment view, each 1/2 (seed's best)"
     needs_teacher = True
-    params = dict(KD.params)
+    params = {
+        **KD.params,
+        "variant": variant_param(
+            "its own AutoAugment port, other magnitudes, on the image without crop+flip; "
+            "not built yet"
+        ),
+    }
+
+    @classmethod
+    def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
+        if hparams["variant"] == "seed":
+            raise KdlibError(
+                "method 'uda': -p variant=seed (the seed's own AutoAugment port on the image "
+                "without crop and flip) is not built yet; use variant=original"
+            )
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
