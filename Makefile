@@ -61,7 +61,7 @@ DRY := --set seed=0 --set epochs=1 --set train_limit=256 --set val_size=256 \
 	--set test_limit=500 --set device=cpu --set runs_dir=$(VENV)/dry-runs \
 	--set data_dir=$(DATA_DIR)
 dry-run: install
-	for s in paper_table3 paper_table4 paper_table2 kdparam; do \
+	for s in paper_table3 paper_table4 paper_table2 kdparam cpu_short; do \
 		$(BIN)/kdlib sweep sweeps/$$s.yaml $(DRY) --quiet || exit 1; \
 	done
 	$(BIN)/kdlib sweep sweeps/generalization.yaml $(DRY) --set dataset=cifar10 --quiet

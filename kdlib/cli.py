@@ -253,7 +253,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         write_text(args.summary_json, table.to_json(orient="records"))
     cols = [
         c
-        for c in ("status", "method", "student", "teacher", "seed", "final_test_acc", "run_dir")
+        for c in (
+            "status",
+            "method",
+            "params",
+            "student",
+            "teacher",
+            "seed",
+            "final_test_acc",
+            "run_dir",
+        )
         if c in table.columns
     ]
     print(table[cols].to_string(index=False))

@@ -202,6 +202,7 @@ def _describe(cfg: TrainConfig) -> dict[str, Any]:
     """The columns that name a run in a sweep's summary table."""
     return {
         "method": cfg.method,
+        "params": ",".join(f"{k}={v}" for k, v in cfg.method_params.items()),
         "student": cfg.student,
         "teacher": cfg.teacher,
         "dataset": cfg.dataset,

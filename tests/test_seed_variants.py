@@ -408,3 +408,14 @@ def test_fitnet_regressor_is_repdistillers_convreg() -> None:
     regressed = F.relu(bn(F.conv2d(s_feats[1], conv.weight, conv.bias)))
     expected = F.cross_entropy(s_out, y) + 100.0 * F.mse_loss(regressed, t_feats[1])
     assert _total(losses) == pytest.approx(expected.item(), **TOL)
+
+
+def test_uda_seed_variant_is_refused_until_it_is_built() -> None:
+    from kdlib.config import TrainConfig
+    from kdlib.errors import KdlibError
+
+    cfg = TrainConfig(
+        method="uda", teacher="resnet26", method_params={"variant": "seed"}, device="cpu"
+    )
+    with pytest.raises(KdlibError, match="not built yet"):
+        cfg.validate()

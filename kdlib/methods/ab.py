@@ -185,6 +185,7 @@ class AB(Distiller):
     def record(self) -> dict[str, Any]:
         return {
             **super().record(),
+            "variant": self.hparams["variant"],
             **self.init_stats,
             "connectors": [not isinstance(c, nn.Identity) for c in self.connectors],
         }
