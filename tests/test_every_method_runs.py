@@ -66,9 +66,7 @@ def test_one_epoch_run_writes_a_full_record(
     assert final["method"] == method or final.get("grid") == method
 
 
-SEED_VARIANTS = [
-    m for m in list_methods() if "variant" in method_class(m).params and m != "uda"
-]  # uda's seed variant is not built yet (an error: tested in test_seed_variants)
+SEED_VARIANTS = [m for m in list_methods() if "variant" in method_class(m).params]
 
 
 @pytest.mark.parametrize("method", SEED_VARIANTS)

@@ -410,12 +410,54 @@ def test_fitnet_regressor_is_repdistillers_convreg() -> None:
     assert _total(losses) == pytest.approx(expected.item(), **TOL)
 
 
-def test_uda_seed_variant_is_refused_until_it_is_built() -> None:
+def test_uda_seed_variant_is_kd_on_clean_and_on_the_seed_policy_of_the_raw_image() -> None:
+    """UDATrainer.calculate_loss: kd_loss(clean) / 2 + kd_loss(aug) / 2, where the aug view
+    is its CIFAR10Policy on the dataset image before crop+flip (UDADataset), normalized."""
+    from kdlib.data import DeviceLoader, normalize
+    from kdlib.data.seed_autoaugment import seed_cifar10_autoaugment
+    from kdlib.methods.uda import view_seed
+
+    student, teacher = _models("resnet8", "resnet26")
+    teacher.eval()
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (12, 32, 32, 3), generator=g, dtype=torch.uint8).numpy()
+    labels = torch.randint(0, 10, (12,), generator=g).numpy()
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    loader = DeviceLoader(images, labels, 6, mean=mean, std=std, shuffle=True, augment=True)
+    method = create_method("uda", student, teacher, variant="seed")
+    ctx = _ctx(loader)
+    ctx.mean, ctx.std = torch.tensor(mean), torch.tensor(std)
+    method.setup(ctx)
+    method.train()
+    x, y = next(iter(loader))
+    raw = loader.last_raw.clone()
+    ref_s = copy.deepcopy(student)
+    logits, losses = method(x, y)
+
+    view = seed_cifar10_autoaugment(raw, torch.Generator().manual_seed(view_seed(0)))
+    aug = normalize(view, torch.tensor(mean), torch.tensor(std))
+    ref_s.train()
+    with torch.no_grad():
+        out_s, out_t = seed_forward(ref_s, x), seed_forward(teacher, x)
+        aug_s, aug_t = seed_forward(ref_s, aug), seed_forward(teacher, aug)
+    expected = seed_kd_loss(out_s, out_t, y) / 2 + seed_kd_loss(aug_s, aug_t, y) / 2
+    assert _total(losses) == pytest.approx(expected.item(), **TOL)
+    # the view came from the raw images, not from the cropped and flipped batch
+    pixels = (x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)) * 255
+    assert not torch.equal(pixels.round().clamp(0, 255).to(torch.uint8), raw)
+    assert method.record()["variant"] == "seed" and "raw image" in method.record()["augmentation"]
+
+
+def test_uda_seed_variant_needs_the_fast_loop() -> None:
     from kdlib.config import TrainConfig
     from kdlib.errors import KdlibError
 
     cfg = TrainConfig(
-        method="uda", teacher="resnet26", method_params={"variant": "seed"}, device="cpu"
+        method="uda",
+        teacher="resnet26",
+        method_params={"variant": "seed"},
+        device="cpu",
+        loop="classic",
     )
-    with pytest.raises(KdlibError, match="not built yet"):
+    with pytest.raises(KdlibError, match="--loop fast"):
         cfg.validate()

@@ -210,7 +210,16 @@ def _affine(xf: torch.Tensor, m: torch.Tensor, fill: Fill) -> torch.Tensor:
     The identity map returns the image exactly.
     """
     b, c, h, w = xf.shape
-    m = m.to(_coord_dtype(xf.device))
+    src, inside = affine_source(m, h, w)
+    return gather_pixels(xf, src, inside, fill)
+
+
+def affine_source(m: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's nearest-neighbour source pixel of every output pixel under the inverse maps
+    ``m`` (B, 2, 3), in its 16.16 fixed point (see ``_affine``): flat indices (B, H * W)
+    into an H x W image, and whether each falls inside it (B, H, W)."""
+    b = m.shape[0]
+    m = m.to(_coord_dtype(m.device))
 
     def fix(v: torch.Tensor) -> torch.Tensor:
         return torch.floor(v * 65536.0 + 0.5).to(torch.int64).view(-1, 1, 1)
@@ -218,14 +227,23 @@ def _affine(xf: torch.Tensor, m: torch.Tensor, fill: Fill) -> torch.Tensor:
     a0, a1, a3, a4 = fix(m[:, 0, 0]), fix(m[:, 0, 1]), fix(m[:, 1, 0]), fix(m[:, 1, 1])
     a2 = fix(m[:, 0, 2] + m[:, 0, 0] * 0.5 + m[:, 0, 1] * 0.5)
     a5 = fix(m[:, 1, 2] + m[:, 1, 0] * 0.5 + m[:, 1, 1] * 0.5)
-    ys = torch.arange(h, device=xf.device).view(1, h, 1)
-    xs = torch.arange(w, device=xf.device).view(1, 1, w)
+    ys = torch.arange(h, device=m.device).view(1, h, 1)
+    xs = torch.arange(w, device=m.device).view(1, 1, w)
     xin = torch.div(a2 + ys * a1 + xs * a0, 65536, rounding_mode="floor")  # (B, H, W)
     yin = torch.div(a5 + ys * a4 + xs * a3, 65536, rounding_mode="floor")
     inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
-    src = (yin.clamp(0, h - 1) * w + xin.clamp(0, w - 1)).view(b, 1, h * w)
-    out = xf.reshape(b, c, h * w).gather(2, src.expand(b, c, h * w)).view(b, c, h, w)
-    return torch.where(inside.unsqueeze(1), out, _fill_values(fill, c, xf.device))
+    src = (yin.clamp(0, h - 1) * w + xin.clamp(0, w - 1)).view(b, h * w)
+    return src, inside
+
+
+def gather_pixels(
+    xf: torch.Tensor, src: torch.Tensor, inside: torch.Tensor, fill: Fill
+) -> torch.Tensor:
+    """Output pixel j of image i is input pixel ``src[i, j]`` (flat), or ``fill`` where
+    ``inside`` (B, H, W) is False: one gather for the whole batch."""
+    b, c, h, w = xf.shape
+    out = xf.reshape(b, c, h * w).gather(2, src.view(b, 1, h * w).expand(b, c, h * w))
+    return torch.where(inside.unsqueeze(1), out.view(b, c, h, w), _fill_values(fill, c, xf.device))
 
 
 def _affine_matrix(op: str, magnitude: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -81,6 +81,10 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        # keep_raw: also keep each batch's images before crop+flip and normalize (uint8) as
+        # ``last_raw``, for a method that augments the raw image (UDA's seed variant)
+        self.keep_raw = False
+        self.last_raw: torch.Tensor | None = None
 
     @property
     def num_examples(self) -> int:
@@ -100,6 +104,8 @@ class DeviceLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[idx]
+            if self.keep_raw:
+                self.last_raw = x
             if self.augment:
                 x = random_crop_flip(x, generator=self.generator, memory_format=self.memory_format)
             x = normalize(x, dtype=self.dtype, affine=self.affine)

@@ -16,9 +16,11 @@ generator, seeded from the run's seed, so a run is repeatable.
 Difference from the seed paper's code: its augmented view is AutoAugment applied to the
 raw image, without the random crop and flip the clean view gets; here AutoAugment is
 applied on top of the loader's crop+flip (the loop only gives us the augmented batch),
-which is also what the UDA paper does for CIFAR-10. ``variant=seed`` (its own AutoAugment
-port, with other magnitudes, on the image without the crop and flip) is declared so that
-runs keep their identity when it comes, but not built yet: asking for it is an error.
+which is also what the UDA paper does for CIFAR-10. ``variant=seed`` (UDA only) does what the
+seed code did: its own AutoAugment port (``kdlib.data.seed_autoaugment``: other magnitudes,
+bicubic shears, fractional translations, unsigned rotations) applied to the image as it
+is in the dataset, without the crop and flip the clean view gets (the fast loop's loader
+keeps each batch's raw images for it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 
 from kdlib.data.augment import normalize
 from kdlib.data.autoaugment import cifar10_autoaugment
+from kdlib.data.seed_autoaugment import seed_cifar10_autoaugment
 from kdlib.errors import KdlibError
 from kdlib.methods.base import Distiller, Param, TrainContext, register_method, variant_param
 from kdlib.methods.kd import KD, kd_loss, kd_terms
@@ -75,24 +78,53 @@ class _TwoViews(Distiller):
         self.augment_seed = view_seed(ctx.seed)
         self.augment_generator = torch.Generator(device=ctx.device)
         self.augment_generator.manual_seed(self.augment_seed)
+        if self.seed_view():
+            if not hasattr(ctx.train_loader, "keep_raw"):
+                raise KdlibError(
+                    f"method {self.name!r}: -p variant=seed augments the raw images, which "
+                    "only the fast loop's loader keeps; use --loop fast"
+                )
+            ctx.train_loader.keep_raw = True
+
+    def seed_view(self) -> bool:
+        """Whether the view is the seed code's (its AutoAugment port, on the raw image)."""
+        return self.hparams.get("variant") == "seed"
 
     @torch.no_grad()
     def augmented(self, images: torch.Tensor) -> torch.Tensor:
         """The AutoAugment view of ``images``, normalized like them (no gradient)."""
         if not hasattr(self, "augment_generator"):
             raise RuntimeError(f"method {self.name!r}: call setup(ctx) before training")
-        pixels = denormalize_uint8(images, self.pixel_mean, self.pixel_std)
-        view = self.augment_fn(pixels, self.augment_generator)
+        if self.seed_view():
+            raw = getattr(self.ctx.train_loader, "last_raw", None)
+            if raw is None or raw.shape[0] != images.shape[0]:
+                raise RuntimeError(
+                    f"method {self.name!r}: variant=seed needs the raw images of this batch "
+                    "from the training loader (train through it)"
+                )
+            view = seed_cifar10_autoaugment(raw, self.augment_generator)
+        else:
+            pixels = denormalize_uint8(images, self.pixel_mean, self.pixel_std)
+            view = self.augment_fn(pixels, self.augment_generator)
         out = normalize(view, self.pixel_mean, self.pixel_std, images.dtype)
         if images.is_contiguous(memory_format=torch.channels_last):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 
     def record(self) -> dict[str, Any]:
+        if self.seed_view():
+            augmentation = (
+                "the seed code's AutoAugment port (CIFAR-10 policy, its magnitudes), one "
+                "sub-policy per image, fill 128, applied to the raw image (no crop+flip)"
+            )
+        else:
+            augmentation = (
+                "AutoAugment CIFAR-10 policy, one sub-policy per image, fill 128, "
+                "applied to the loader's batch (after its crop+flip, if on)"
+            )
         return {
             **super().record(),
-            "augmentation": "AutoAugment CIFAR-10 policy, one sub-policy per image, fill 128, "
-            "applied to the loader's batch (after its crop+flip, if on)",
+            "augmentation": augmentation,
             "augment_seed": getattr(self, "augment_seed", None),
         }
 
@@ -107,17 +139,16 @@ class UDA(_TwoViews):
     params = {
         **KD.params,
         "variant": variant_param(
-            "its own AutoAugment port, other magnitudes, on the image without crop+flip; "
-            "not built yet"
+            "its own AutoAugment port, other magnitudes, on the image without crop+flip"
         ),
     }
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
-        if hparams["variant"] == "seed":
+        if hparams["variant"] == "seed" and cfg.loop != "fast":
             raise KdlibError(
-                "method 'uda': -p variant=seed (the seed's own AutoAugment port on the image "
-                "without crop and flip) is not built yet; use variant=original"
+                "method 'uda': -p variant=seed augments the raw images, which only the fast "
+                "loop keeps; use --loop fast"
             )
 
     def forward(
@@ -134,6 +165,9 @@ class UDA(_TwoViews):
             **{k: 0.5 * v for k, v in clean.items()},
             **{f"{k}_aug": 0.5 * v for k, v in view.items()},
         }
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "variant": self.hparams["variant"]}
 
 
 DIRECTIONS = ("clean_target", "aug_target")
