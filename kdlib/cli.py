@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -95,6 +96,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise KdlibError(f"--batch-size={args.batch_size}: an integer >= 1")
     if args.dataset not in DATASETS:
         raise KdlibError(f"--dataset={args.dataset!r}: valid: {', '.join(DATASETS)}")
+    if args.split == "val" and args.val_size < 1:
+        raise KdlibError(
+            f"--val-size={args.val_size}: --split val needs a validation split of >= 1 image"
+        )
+    if args.val_size < 0:
+        raise KdlibError(f"--val-size={args.val_size}: an integer >= 0")
     device = resolve_device(args.device)
     model = create_model(args.model, DATASETS[args.dataset].num_classes)
     load_weights(model, args.checkpoint)  # a bad checkpoint fails before the data is touched
@@ -208,7 +215,7 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def cmd_sweep(args: argparse.Namespace) -> None:
+def cmd_sweep(args: argparse.Namespace) -> int:
     from kdlib.sweep import load_sweep, run_sweep, run_sweep_parallel
 
     if args.parallel < 1:
@@ -265,7 +272,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         )
         if c in table.columns
     ]
+    failed = table[table["status"] == "failed"] if "status" in table.columns else table[:0]
+    if len(failed) and "error" in table.columns:  # why each one failed, in one short line
+        table = table.assign(
+            error=[
+                str(e).splitlines()[0][:100] if isinstance(e, str) else "" for e in table["error"]
+            ]
+        )
+        cols.append("error")
     print(table[cols].to_string(index=False))
+    if len(failed):
+        print(f"kdlib: {len(failed)} of {len(table)} runs failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -484,21 +503,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so a run records it as SIGINT does."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``kdlib`` command."""
+    """Entry point of the ``kdlib`` command; exit 0, 1 (some runs of a sweep failed), 2
+    (bad input, one line on stderr), 130 (interrupted) or 143 (terminated)."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
-        args.func(args)
+        code = args.func(args)
     except KdlibError as e:
         print(f"kdlib: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("kdlib: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("kdlib: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `kdlib models | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

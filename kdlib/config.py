@@ -7,6 +7,7 @@ command fails at once with one line naming the field, and leaves nothing on disk
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,16 @@ from typing import Any
 from kdlib.errors import KdlibError
 
 DATASETS = ("cifar10", "cifar100")
+# Upper bounds that only a typo exceeds (a run of 10**20 epochs would "train on").
+MAX_INTS = {
+    "epochs": 100_000,
+    "teacher_epochs": 100_000,
+    "batch_size": 1_000_000,
+    "eval_batch_size": 1_000_000,
+    "checkpoint_every": 100_000,
+    "num_workers": 1024,
+    "seed": 2**63 - 1,
+}
 
 
 @dataclass
@@ -186,13 +197,26 @@ class TrainConfig:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise bad(name, "an integer >= 1, or unset")
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise bad("lr", "a number > 0")
-        if not (isinstance(self.momentum, int | float) and 0 <= self.momentum < 1):
+        for name, high in MAX_INTS.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and value > high:
+                raise bad(name, f"at most {high:,} (a typo?)")
+
+        def number(name: str) -> bool:
+            value = getattr(self, name)
+            return (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and (math.isfinite(value))
+            )
+
+        if not (number("lr") and 0 < self.lr <= 100):
+            raise bad("lr", "a finite number in (0, 100]")
+        if not (number("momentum") and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
-        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
-            raise bad("weight_decay", "a number >= 0")
-        if not (isinstance(self.lr_gamma, int | float) and 0 < self.lr_gamma <= 1):
+        if not (number("weight_decay") and 0 <= self.weight_decay <= 1):
+            raise bad("weight_decay", "a finite number in [0, 1]")
+        if not (number("lr_gamma") and 0 < self.lr_gamma <= 1):
             raise bad("lr_gamma", "a number in (0, 1]")
         if not all(isinstance(f, int | float) and 0 < f < 1 for f in self.lr_milestones):
             raise bad("lr_milestones", "fractions of the epochs, each in (0, 1)")

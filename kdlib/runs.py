@@ -163,6 +163,13 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A run file's JSON content, which must be an object (``ValueError`` otherwise)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -201,16 +208,16 @@ def load_runs(path: str | Path = "runs") -> pd.DataFrame:
         rec = RunRecord(run_dir)
         row: dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir)}
         try:
-            config = rec.config()
+            config = _object(rec.config())
             row.update(_flatten("", config))
             row.update(run_id=run_dir.name, setting_hash=setting_hash(config))
         except (OSError, ValueError) as e:
             rows.append({**row, "status": "unreadable", "error": f"config.json: {e}"})
             continue
         with contextlib.suppress(OSError, ValueError):
-            row.update(_flatten("env.", rec.env()))
+            row.update(_flatten("env.", _object(rec.env())))
         try:
-            metrics = rec.metrics()
+            metrics = _object(rec.metrics())
             row.update(_flatten("", metrics))
         except FileNotFoundError:
             row["status"] = "incomplete"

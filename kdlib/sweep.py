@@ -239,6 +239,7 @@ def run_one(cfg: TrainConfig, via: str = "direct") -> dict[str, Any]:
         "run_dir": str(run_dir),
         "final_test_acc": metrics.get("final_test_acc"),
         "test_acc_at_best_val": metrics.get("test_acc_at_best_val"),
+        **({"error": metrics.get("error")} if metrics.get("error") else {}),
     }
 
 

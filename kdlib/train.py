@@ -15,6 +15,7 @@ import shutil
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -110,6 +111,10 @@ def make_loaders(
             **common,
         )
     test_idx = np.arange(len(data.test_labels))
+    if cfg.test_limit is not None and cfg.test_limit > len(test_idx):
+        raise KdlibError(
+            f"--test-limit={cfg.test_limit}: the test split has only {len(test_idx)} images"
+        )
     if cfg.test_limit is not None:
         test_idx = subset_indices(data.test_labels, cfg.test_limit)
     test = DeviceLoader(
@@ -295,15 +300,29 @@ def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
     matches = []
     for config_path in sorted(runs_dir.glob(f"*/{CONFIG}")):
         try:
-            if read_json(config_path).get("config_hash") == config_hash:
-                matches.append(RunRecord(config_path.parent))
-        except (OSError, ValueError):
+            config = read_json(config_path)
+        except (OSError, ValueError) as e:
+            _skip_unreadable(config_path, e)
             continue
+        if not isinstance(config, dict):
+            _skip_unreadable(config_path, f"a JSON {type(config).__name__}, not an object")
+            continue
+        if config.get("config_hash") == config_hash:
+            matches.append(RunRecord(config_path.parent))
     for rec in matches:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             if rec.metrics().get("status") in FINISHED:
                 return rec
     return matches[-1] if matches else None
+
+
+def _skip_unreadable(path: Path, why: object) -> None:
+    """A run directory that cannot be read never stops another configuration."""
+    warnings.warn(f"skipping {path}: unreadable ({why})", RunsWarning, stacklevel=3)
+
+
+class RunsWarning(UserWarning):
+    """A run directory below a runs folder could not be read and was skipped."""
 
 
 def set_deterministic() -> None:
@@ -441,7 +460,11 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
                 f"cannot resume {resume}: its recorded settings differ from what they give "
                 f"now ({', '.join(differ[:5]) or 'config hash'}); start a new run instead"
             )
-        status = None if record is None else record.metrics().get("status")
+        status = None
+        if record is not None:  # unreadable metrics: not a result, so it is resumed
+            with contextlib.suppress(OSError, ValueError):
+                metrics = record.metrics()
+                status = metrics.get("status") if isinstance(metrics, dict) else None
         if status in FINISHED:
             _report_run_dir(record.path, reused=True)
             if progress:
@@ -456,6 +479,20 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         loop = _Loop(cfg, record, distiller, optimizer, scheduler, device, progress, speed)
         loop.run(train_loader, val_loader, test_loader)
     return record.path
+
+
+def remove_stale_temporaries(*folders: Path) -> int:
+    """Remove the temporary files an atomic write killed half-way left (``.<name>.*.tmp``).
+
+    Called when a run starts or resumes, under its lock: no other process writes there.
+    """
+    removed = 0
+    for folder in folders:
+        for tmp in Path(folder).glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 class _Loop:
@@ -512,6 +549,9 @@ class _Loop:
         cfg, distiller = self.cfg, self.distiller
         student, teacher = distiller.student, distiller.teacher
         first_epoch = 1
+        removed = remove_stale_temporaries(self.record.path, self.state_dir)
+        if removed and self.progress:
+            tqdm.write(f"{self.record.run_id}: removed {removed} half-written file(s)")
         try:
             state = load_checkpoint(self.checkpoint_path)
             if state is not None:

@@ -75,6 +75,21 @@ TRAIN = [
         "0 <= lambda <= 1",
     ),
     ("unknown method param", ["-p", "T=4"], "has no parameter 'T'"),
+    # numbers that are not finite or absurd: refused before a run that would diverge
+    ("lr inf", ["--lr", "inf"], "--lr=inf"),
+    ("lr nan", ["--lr", "nan"], "--lr=nan"),
+    ("weight decay inf", ["--weight-decay", "inf"], "--weight-decay=inf"),
+    (
+        "T overflows to inf",
+        ["--method", "kd", "--teacher", "resnet8", "-p", "T=1e400"],
+        "T=1e400 is not a finite number",
+    ),
+    ("absurd epochs", ["--epochs", "100001"], "--epochs=100001: at most 100,000"),
+    (
+        "test limit above the split",
+        ["--test-limit", "5000", "--val-size", "100"],
+        "--test-limit=5000",
+    ),
     (
         "param without value",
         ["--method", "kd", "--teacher", "resnet8", "-p", "T"],
@@ -95,6 +110,8 @@ CONFIG_FILES = [
     ("params not a mapping", "method_params: [1, 2]\n", "method_params=[1, 2] must be dict"),
     ("not a mapping", "- epochs: 3\n", "expected a mapping"),
     ("broken YAML", "epochs: [1, 2\n", "not valid YAML"),
+    ("infinite weight decay", "weight_decay: .inf\n", "--weight-decay=inf"),
+    ("absurd epochs", "epochs: 99999999999999999999\n", "--epochs=99999999999999999999"),
     (
         "lambda in file",
         "method: kd\nteacher: resnet8\nmethod_params: {lambda: 2}\n",

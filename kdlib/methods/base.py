@@ -8,6 +8,7 @@ method never touches the loop. Methods are found by name through ``register_meth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,6 +45,11 @@ class Param:
                 f"method {method!r}: parameter {name}={value} is not a {kind.__name__}"
                 + (f" (allowed: {self.allowed})" if self.allowed else "")
             ) from None
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise KdlibError(
+                f"method {method!r}: parameter {name}={value} is not a finite number"
+                + (f" (allowed: {self.allowed})" if self.allowed else "")
+            )
         if self.check is not None and not self.check(parsed):
             raise KdlibError(
                 f"method {method!r}: parameter {name}={value} is out of range "

@@ -1,0 +1,109 @@
+"""Junk on disk never stops another run; failures and terminations are recorded and told
+by exit codes; half-written temporaries are cleaned up when a run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import kdlib.faults
+from kdlib.cli import main
+from kdlib.config import TrainConfig
+from kdlib.runs import RunRecord, load_runs
+from kdlib.train import RunsWarning, run_training
+
+
+def _cfg(tiny_data: dict, runs: Path, **kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=50, val_size=100, device="cpu", runs_dir=str(runs))
+    return TrainConfig(**{**base, **tiny_data, **kw})
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("list", "[1, 2]"), ("garbled", '{"config_hash": '), ("string", '"x"')],
+)
+def test_a_junk_run_directory_never_stops_another_configuration(
+    name: str, text: str, tiny_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    runs = tmp_path / "runs"
+    junk = runs / "20260101-000000-junk"
+    junk.mkdir(parents=True)
+    (junk / "config.json").write_text(text)
+    (junk / "metrics.json").write_text(text)
+    with pytest.warns(RunsWarning, match="unreadable"):
+        rec = RunRecord(run_training(_cfg(tiny_data, runs), progress=False))
+    assert rec.metrics()["status"] == "completed"
+    table = load_runs(runs).set_index("run_id")
+    assert table.loc[junk.name, "status"] == "unreadable"
+    assert table.loc[rec.run_id, "status"] == "completed"
+    assert main(["runs", str(runs)]) == 0
+    assert "unreadable" in capsys.readouterr().out
+
+
+def test_unreadable_metrics_of_a_matching_run_resume_it(tiny_data: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = run_training(_cfg(tiny_data, runs), progress=False)
+    (first / "metrics.json").write_text("[]")  # not an object: not a result
+    again = run_training(_cfg(tiny_data, runs), progress=False)
+    assert again == first and RunRecord(again).metrics()["status"] == "completed"
+
+
+def test_a_sweep_with_failed_runs_exits_1_and_says_why(
+    tiny_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    monkeypatch.setattr(kdlib.faults, "_FAULT", "raise:epoch-end:1")
+    sweep = tmp_path / "s.yaml"
+    base = {"epochs": 1, "batch_size": 50, "val_size": 100, "device": "cpu"}
+    base.update(runs_dir=str(tmp_path / "runs"), **tiny_data)
+    sweep.write_text(json.dumps({"name": "s", "base": base, "grid": {"seed": [0, 1]}}))
+    code = main(["sweep", str(sweep), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "2 of 2 runs failed" in err
+    assert "error" in out and "fault injected at epoch-end:1" in out
+
+
+def test_sigterm_is_recorded_like_sigint(tiny_data: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "kdlib", "train", "--epochs", "200", "--batch-size", "50"]
+    cmd += ["--val-size", "100", "--device", "cpu", "--quiet", "--runs-dir", str(runs)]
+    cmd += ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the run trains (its first epoch done)
+            done = list(runs.glob("*/history.csv"))
+            if done and len(done[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert code == 143
+    (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    metrics = RunRecord(run_dir).metrics()
+    assert metrics["status"] == "failed" and "SIGTERM" in metrics["error"]
+
+
+def test_resuming_removes_half_written_temporaries(tiny_data: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = run_training(_cfg(tiny_data, runs, epochs=2, checkpoint_every=1), progress=False)
+    rec = RunRecord(first)
+    state_dir = Path(rec.config()["state_dir"])
+    stale = [first / ".metrics.json.abc123.tmp", state_dir / ".checkpoint.pt.def456.tmp"]
+    for path in stale:
+        path.write_text("half")
+    metrics = rec.metrics()
+    rec.write_metrics({**metrics, "status": "failed"})  # as a killed run looks: resumable
+    run_training(_cfg(tiny_data, runs, epochs=2, checkpoint_every=1), progress=False)
+    assert not any(path.exists() for path in stale)
+    assert (first / "metrics.json").exists() and RunRecord(first).metrics()["status"] == "completed"
