@@ -324,12 +324,26 @@ def cmd_runs(args: argparse.Namespace) -> None:
     from kdlib.runs import load_runs
 
     df = load_runs(args.path)
+    given = [c for c in df.columns if c.startswith("method_params.")]
+    if given:  # the method parameters given (a variant, T, ...), in one column
+        df = df.assign(
+            params=[
+                ",".join(
+                    f"{c[len('method_params.') :]}={v}"
+                    for c, v in zip(given, row, strict=True)
+                    if isinstance(v, str | int | float) and v == v
+                )
+                for row in df[given].itertuples(index=False)
+            ]
+        )
     cols = [
         c
         for c in (
             "run_id",
             "status",
             "method",
+            "params",
+            "speed.precision",
             "student",
             "teacher",
             "epochs",
