@@ -434,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loop", choices=("fast", "classic"), help="training data path (fast)")
     tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
     tr.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, help="default: on a GPU"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="default: on with the fast loop (GPU, and CPU), off with the classic loop",
     )
     tr.add_argument("--compile", action="store_true", help="torch.compile the training step")
     tr.add_argument("--num-workers", type=int, help="classic loop's DataLoader workers (4)")
@@ -468,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--threads",
         type=int,
-        help="torch threads per process (default: all cores; with --parallel N, cores/N each)",
+        help="torch threads per process (default: torch's; with --parallel N, cores/N each)",
     )
     sw.add_argument(
         "--executor",

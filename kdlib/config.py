@@ -60,8 +60,9 @@ class TrainConfig:
     # Speed (kdlib bench measures each): the fast loop keeps the data on the device;
     # the classic one is a DataLoader with per-image Pillow augmentation, as in the paper.
     loop: str = "fast"  # fast | classic
-    precision: str = "auto"  # auto (bf16 on a GPU, fp32 on a CPU) | fp32 | bf16
-    channels_last: bool | None = None  # None: on a GPU with the fast loop
+    # auto: bf16 on a GPU and on a CPU with native bf16 (AMX, AVX512-BF16), else fp32
+    precision: str = "auto"  # auto | fp32 | bf16 (resolved per host: part of the identity)
+    channels_last: bool | None = None  # None: on with the fast loop, off with the classic
     compile: bool = False  # torch.compile the method's forward and loss
     num_workers: int = 4  # classic loop's DataLoader workers
     checkpoint_every: int = 10  # epochs between training checkpoints (and at the end)

@@ -58,7 +58,10 @@ def cpu_speed_facts(capability: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             capability = dict(torch._C._cpu._get_cpu_capability())
         except (AttributeError, RuntimeError):
-            capability, source = _proc_cpuinfo_capability(), "/proc/cpuinfo"
+            capability = {}
+        if not all(name in capability for name in NATIVE_BF16_FEATURES):
+            # this PyTorch build does not report them: the kernel's flags do
+            capability, source = {**capability, **_proc_cpuinfo_capability()}, "/proc/cpuinfo"
     features = {name: bool(capability.get(name, False)) for name in NATIVE_BF16_FEATURES}
     return {
         "cpu_name": str(capability.get("cpu_name") or _proc_cpu_name() or "unknown"),
@@ -145,10 +148,25 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: the CPUs of its affinity mask (containers,
+    taskset), at most the physical cores PyTorch reports (hyperthreads do not add
+    arithmetic units to share)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        physical = int(torch._C._cpu._get_cpu_capability().get("num_physical_cores") or cpus)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        physical = cpus
+    return max(1, min(cpus, physical))
+
+
 def worker_threads(processes: int, cores: int | None = None) -> int:
     """Torch threads for each of ``processes`` runs packed on one CPU: its share of the
-    cores (at least one), so packed runs do not fight over the same cores."""
-    cores = cores or os.cpu_count() or 1
+    cores (``usable_cores``; at least one), so packed runs do not fight over the cores."""
+    cores = cores or usable_cores()
     return max(1, cores // max(1, processes))
 
 

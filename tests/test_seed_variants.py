@@ -180,6 +180,8 @@ def test_oh_seed_variant_is_the_seed_loss_on_the_relu_less_forward() -> None:
         torch.testing.assert_close(student(x), seed_forward(ref_s, x, use_relu=False))
     assert method.record()["variant"] == "seed"
     assert "ReLU-less" in method.record()["student_forward"]
+    # the teacher is ReLU-less only inside the loss: its accuracy is measured as it is
+    assert teacher.relu_after_stem and teacher.relu_between_stages
 
 
 def test_oh_original_variant_keeps_the_relus_and_a_frozen_teacher() -> None:

@@ -230,7 +230,12 @@ def _apply_slot(
         xf = _blend(degenerate, xf, factor)
     xf = gather_pixels(xf, src, inside, fill)
     if any(op in ("ShearX", "ShearY") for op in slot_ops):
-        xf = torch.where(sheared.view(-1, 1, 1, 1), _shear_bicubic(xf, shear, fill), xf)
+        if xf.device.type == "cpu":  # only the sheared images (reading the mask is free here)
+            idx = sheared.nonzero().flatten()
+            if idx.numel():
+                xf = xf.index_copy(0, idx, _shear_bicubic(xf[idx], shear[idx], fill))
+        else:  # no host synchronisation on a GPU: every image, the identity map for most
+            xf = torch.where(sheared.view(-1, 1, 1, 1), _shear_bicubic(xf, shear, fill), xf)
     return xf
 
 

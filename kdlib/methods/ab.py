@@ -27,6 +27,7 @@ addition to, the run's ``--epochs``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -43,7 +44,7 @@ from kdlib.methods._features import (
 )
 from kdlib.methods.base import Distiller, Param, TrainContext, register_method, variant_param
 from kdlib.methods.kd import KD, kd_terms
-from kdlib.models import set_relus
+from kdlib.models import relus
 
 INIT_SCALE = 3e-3  # the authors' CIFAR-10 script: loss_alter / 1000 * 3
 INIT_MOMENTUM = 0.9
@@ -140,29 +141,15 @@ class AB(Distiller):
             schedule = torch.optim.lr_scheduler.MultiStepLR(
                 optimizer, milestones if seed else [], gamma=0.1
             )
-            if seed:
-                for model in (self.student, self.teacher):
-                    set_relus(model, after_stem=True, between_stages=False)
             start = time.time()
             self.train()
-            lrs = []
-            for _ in range(epochs):
-                lrs.append(optimizer.param_groups[0]["lr"])
-                loss_sum = torch.zeros((), device=ctx.device)
-                agree_sum = torch.zeros(len(self.weights), device=ctx.device)
-                batches = 0
-                for images, _labels in ctx.train_loader:
-                    loss, agree = self.init_loss(images)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    loss_sum += loss.detach()
-                    agree_sum += agree
-                    batches += 1
-                schedule.step()
-            if seed:  # KD training then runs both models' own forward
-                for model in (self.student, self.teacher):
-                    set_relus(model, after_stem=True, between_stages=True)
+            with contextlib.ExitStack() as stack:
+                if seed:  # no ReLU between the stages while initialising, as the seed
+                    for model in (self.student, self.teacher):
+                        stack.enter_context(relus(model, after_stem=True, between_stages=False))
+                lrs, loss_sum, agree_sum, batches = self._initialise(
+                    ctx, optimizer, schedule, epochs
+                )
             self.init_stats = {
                 "init_lrs": lrs,
                 "init_epochs_done": epochs,
@@ -174,6 +161,31 @@ class AB(Distiller):
             }
         for p in connector_params:
             p.requires_grad_(False)
+
+    def _initialise(
+        self, ctx: TrainContext, optimizer: torch.optim.Optimizer, schedule: Any, epochs: int
+    ) -> tuple[list[float], Tensor, Tensor, int]:
+        """The initialisation epochs (float32, as the authors' and the seed's code); the
+        lr of each, and the last epoch's summed loss, agreement and batch count."""
+        lrs: list[float] = []
+        loss_sum = torch.zeros((), device=ctx.device)
+        agree_sum = torch.zeros(len(self.weights), device=ctx.device)
+        batches = 0
+        for _ in range(epochs):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            loss_sum = torch.zeros((), device=ctx.device)
+            agree_sum = torch.zeros(len(self.weights), device=ctx.device)
+            batches = 0
+            for images, _labels in ctx.train_loader:
+                loss, agree = self.init_loss(images)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach()
+                agree_sum += agree
+                batches += 1
+            schedule.step()
+        return lrs, loss_sum, agree_sum, batches
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor

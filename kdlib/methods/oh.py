@@ -17,7 +17,8 @@
 models' own forward. ``variant=seed``, as the seed code ran it: teacher and student both
 run the ReLU-less forward (no ReLU after the stem or between stages: its BasicBlock's
 ReLU line is dead and its ``extract_feature`` skips the others), in training and in the
-student's evaluation, and the teacher stays in train mode (batch statistics; its running
+student's evaluation (the teacher's accuracy is measured with its own forward), and the
+teacher stays in train mode (batch statistics; its running
 statistics move); its weights get no gradient either way (the features are detached).
 (The authors' CIFAR script also kept its teacher in train mode, but with the ReLUs.)
 """
@@ -41,7 +42,7 @@ from kdlib.methods._features import (
     stage_weights,
 )
 from kdlib.methods.base import Distiller, Param, register_method, variant_param
-from kdlib.models import relu_description, set_relus
+from kdlib.models import relu_description, relus, set_relus
 
 
 def margin_from_bn(bn: nn.BatchNorm2d) -> Tensor:
@@ -91,9 +92,8 @@ class OH(Distiller):
         assert self.teacher is not None
         for p in self.teacher.parameters():  # never optimized, even when not frozen
             p.requires_grad_(False)
-        if self.hparams["variant"] == "seed":  # the student is also evaluated this way
-            for model in (student, self.teacher):
-                set_relus(model, after_stem=False, between_stages=False)
+        if self.hparams["variant"] == "seed":  # the student is trained and evaluated so
+            set_relus(student, after_stem=False, between_stages=False)
         s_ch, t_ch = student.stage_channels, self.teacher.stage_channels
         self.connectors = nn.ModuleList(
             conv_bn_connector(s, t) for s, t in zip(s_ch, t_ch, strict=True)
@@ -109,7 +109,11 @@ class OH(Distiller):
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, s_feats = self.student(images, features=True)
-        _, t_feats = self.teacher_features(images)
+        if self.hparams["variant"] == "seed":  # the teacher's ReLU-less features, as the seed
+            with relus(self.teacher, after_stem=False, between_stages=False):
+                _, t_feats = self.teacher_features(images)
+        else:
+            _, t_feats = self.teacher_features(images)
         with torch.no_grad():
             t_pre = prerelu_features(self.teacher, t_feats)
         s_pre = prerelu_features(self.student, s_feats)
@@ -128,6 +132,17 @@ class OH(Distiller):
             **super().record(),
             "variant": self.hparams["variant"],
             "student_forward": relu_description(self.student),
-            "teacher_forward": relu_description(self.teacher),
+            "teacher_forward": (
+                "seed's ReLU-less forward inside the loss (no ReLU after the stem or the inner "
+                "stages); its own forward where its accuracy is measured"
+                if self.hparams["variant"] == "seed"
+                else relu_description(self.teacher)
+            ),
+            "weights_note": (
+                "the student's weights are for the ReLU-less forward (set_relus(model, "
+                "after_stem=False, between_stages=False)); its own forward scores otherwise"
+                if self.hparams["variant"] == "seed"
+                else ""
+            ),
             "stage_weights": self.weights,
         }

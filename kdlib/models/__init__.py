@@ -17,12 +17,13 @@ from __future__ import annotations
 
 # Importing the architecture modules registers their models; the order sets list_models().
 from kdlib.models import paper_resnet, resnet, wrn  # noqa: F401
-from kdlib.models._resnet_base import relu_description, set_relus
+from kdlib.models._resnet_base import relu_description, relus, set_relus
 from kdlib.models.checkpoints import load_state_dict, load_weights, save_weights
 from kdlib.models.registry import create_model, list_models, model_description, register_model
 
 __all__ = [
     "relu_description",
+    "relus",
     "set_relus",
     "create_model",
     "list_models",

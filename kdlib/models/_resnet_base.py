@@ -6,7 +6,8 @@ linear``) are those of the released checkpoints, so they load with ``strict=True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch.nn.functional as F
@@ -151,6 +152,17 @@ def set_relus(model: nn.Module, *, after_stem: bool, between_stages: bool) -> No
         raise TypeError(f"{type(model).__name__} has no switchable stage ReLUs")
     model.relu_after_stem = after_stem
     model.relu_between_stages = between_stages
+
+
+@contextlib.contextmanager
+def relus(model: nn.Module, *, after_stem: bool, between_stages: bool) -> Iterator[None]:
+    """``set_relus`` for the duration of a block, then the model's previous switches."""
+    before = (model.relu_after_stem, model.relu_between_stages)
+    set_relus(model, after_stem=after_stem, between_stages=between_stages)
+    try:
+        yield
+    finally:
+        set_relus(model, after_stem=before[0], between_stages=before[1])
 
 
 def relu_description(model: nn.Module) -> str:
