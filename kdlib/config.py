@@ -211,12 +211,12 @@ class TrainConfig:
                 and (math.isfinite(value))
             )
 
-        if not (number("lr") and 0 < self.lr <= 100):
-            raise bad("lr", "a finite number in (0, 100]")
+        if not (number("lr") and self.lr > 0):
+            raise bad("lr", "a finite number > 0")
         if not (number("momentum") and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
-        if not (number("weight_decay") and 0 <= self.weight_decay <= 1):
-            raise bad("weight_decay", "a finite number in [0, 1]")
+        if not (number("weight_decay") and self.weight_decay >= 0):
+            raise bad("weight_decay", "a finite number >= 0")
         if not (number("lr_gamma") and 0 < self.lr_gamma <= 1):
             raise bad("lr_gamma", "a number in (0, 1]")
         if not all(isinstance(f, int | float) and 0 < f < 1 for f in self.lr_milestones):

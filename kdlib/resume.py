@@ -82,15 +82,37 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refusing to load {path}: it needs arbitrary Python objects ({e}); "
-            "delete it to restart the run from scratch"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable training checkpoint ({e})") from None
+        if "unsupported global" in str(e).lower():  # a pickle asking for Python objects
+            raise CheckpointError(
+                f"refusing to load {path}: it needs arbitrary Python objects; "
+                "delete it to restart the run from scratch"
+            ) from None
+        raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a kdlib training checkpoint of format {FORMAT}")
+        raise DamagedCheckpoint(f"{path} is not a kdlib training checkpoint of format {FORMAT}")
     return state
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A run's own training checkpoint cannot be read (truncated, overwritten): the run
+    moves it aside (``set_aside``) and restarts from scratch rather than never again."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else type(e).__name__
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``<name>.damaged-<n>`` (kept for a look) and return
+    the new path."""
+    k = 1
+    while (target := path.with_name(f"{path.name}.damaged-{k}")).exists():
+        k += 1
+    path.rename(target)
+    return target
 
 
 def restore_checkpoint(

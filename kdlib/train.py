@@ -44,7 +44,13 @@ from kdlib.methods import (
 )
 from kdlib.models import create_model, load_weights, save_weights
 from kdlib.paths import weights_root
-from kdlib.resume import load_checkpoint, restore_checkpoint, save_checkpoint
+from kdlib.resume import (
+    DamagedCheckpoint,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+    set_aside,
+)
 from kdlib.runs import CONFIG, RunRecord, config_hash, identity_keys, new_run_id
 from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed, speed_reason
 
@@ -553,7 +559,18 @@ class _Loop:
         if removed and self.progress:
             tqdm.write(f"{self.record.run_id}: removed {removed} half-written file(s)")
         try:
-            state = load_checkpoint(self.checkpoint_path)
+            try:
+                state = load_checkpoint(self.checkpoint_path)
+            except DamagedCheckpoint as e:  # kept aside; the run starts over, saying so
+                kept = set_aside(self.checkpoint_path)
+                warnings.warn(
+                    f"{e}; moved to {kept.name}, restarting the run from scratch",
+                    RunsWarning,
+                    stacklevel=2,
+                )
+                self.extra.setdefault("damaged_checkpoints", []).append(str(kept))
+                self.record.write_history([])
+                state = None
             if state is not None:
                 restore_checkpoint(
                     state,

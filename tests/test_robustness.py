@@ -107,3 +107,25 @@ def test_resuming_removes_half_written_temporaries(tiny_data: dict, tmp_path: Pa
     run_training(_cfg(tiny_data, runs, epochs=2, checkpoint_every=1), progress=False)
     assert not any(path.exists() for path in stale)
     assert (first / "metrics.json").exists() and RunRecord(first).metrics()["status"] == "completed"
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(
+    damage: str, tiny_data: dict, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    cfg = _cfg(tiny_data, runs, epochs=2, checkpoint_every=1)
+    first = run_training(cfg, progress=False)
+    rec = RunRecord(first)
+    ckpt = Path(rec.config()["state_dir"]) / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(os.urandom(4096) if damage == "random bytes" else data[: len(data) // 2])
+    rec.write_metrics({**rec.metrics(), "status": "failed"})  # killed: to be resumed
+    with pytest.warns(RunsWarning, match="damaged"):
+        again = run_training(cfg, progress=False)
+    assert again == first
+    metrics = RunRecord(again).metrics()
+    assert metrics["status"] == "completed" and metrics["epochs_completed"] == 2
+    assert len(RunRecord(again).history()) == 2  # trained again from epoch 1
+    (kept,) = ckpt.parent.glob("checkpoint.pt.damaged-*")
+    assert str(kept) in metrics["damaged_checkpoints"]
