@@ -180,6 +180,10 @@ class TrainConfig:
                     raise KdlibError(f"--teacher-checkpoint: no such file {path!r}")
         if self.dataset not in DATASETS:
             raise bad("dataset", f"valid: {', '.join(DATASETS)}")
+        for name in ("runs_dir", "cache_dir"):  # folders kdlib writes into
+            value = getattr(self, name)
+            if value is not None and Path(value).exists() and not Path(value).is_dir():
+                raise bad(name, "is a file; it must be a folder (or not exist yet)")
         ints = {
             "epochs": 1,
             "batch_size": 1,

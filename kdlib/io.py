@@ -94,6 +94,12 @@ def read_yaml(path: str | os.PathLike, label: str) -> Any:
             return yaml.safe_load(f)
     except FileNotFoundError:
         raise KdlibError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise KdlibError(f"{label}: a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise KdlibError(f"{label}: not a text file (binary data), not YAML") from None
+    except OSError as e:
+        raise KdlibError(f"{label}: cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""

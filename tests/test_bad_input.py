@@ -96,6 +96,10 @@ TRAIN = [
         "expected KEY=VALUE",
     ),
     ("missing config file", ["--config", "/nope.yaml"], "--config='/nope.yaml'"),
+    ("config is a directory", ["--config", "/tmp"], "a directory, not a YAML file"),
+    ("config is a checkpoint", ["--config", "{ckpt8}"], "not a text file"),
+    ("runs dir is a file", ["--runs-dir", "{ckpt8}"], "--runs-dir="),
+    ("cache dir is a file", ["--cache-dir", "{ckpt8}"], "--cache-dir="),
     ("resume of a non-run", ["--resume", "/tmp"], "--resume='/tmp'"),
     # the table's calls all pass --epochs 1: a resumed run keeps its recorded settings
     ("resume with other settings", ["--resume", "{old_run}"], "not from --epochs"),

@@ -159,8 +159,8 @@ def _write_cache(
 
 def _corrupt(folder: Path, name: str, detail: str) -> DataError:
     return DataError(
-        f"the prepared cache {folder} is corrupt: {detail}. Delete {folder} and re-run "
-        f"`kdlib data prepare {name}` to rebuild it from the source data."
+        f"the prepared cache {folder} is corrupt: {detail}; rebuild it from the source data "
+        f"with `kdlib data prepare --dataset {name} --force`"
     )
 
 

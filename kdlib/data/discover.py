@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kdlib.data.archives import find_archives, read_archives
 from kdlib.data.imagefolder import is_tree, read_image_folder
-from kdlib.data.manifest import MANIFEST_NAMES, find_manifest
+from kdlib.data.manifest import find_manifest
 from kdlib.data.pickles import read_pickle_archive, read_pickle_dir
 from kdlib.data.raw import RawDataset
 from kdlib.data.registry import DatasetSpec
@@ -99,22 +99,14 @@ _DESCRIBE = {
 
 
 def not_found(spec: DatasetSpec, data_dir: Path, origin: str) -> DataError:
-    """The error for a dataset that is nowhere: what was searched and how to fix it."""
-    lines = [f"{spec.title} ({spec.name}) not found in data folder {data_dir} ({origin})."]
-    if not data_dir.exists():
-        lines.append("That folder does not exist.")
-    lines.append("Searched:")
-    lines += [f"  {p.path}  [{_DESCRIBE[p.kind]}]" for p in places(spec, data_dir)]
-    n = spec.name
-    lines += [
-        "Point kdlib at the folder holding the data with --data-dir DIR or KDLIB_DATA_DIR=DIR "
-        "(default ./data). Accepted layouts under DIR:",
-        f"  DIR/{spec.pickle_dir}/ or DIR/{spec.pickle_archive}  (official python release)",
-        f"  DIR/{n}/{{train,test}}/<class>/<image>.{{png,jpg,jpeg,webp}}  (ImageFolder)",
-        f"  DIR/{n}-part*.tar.gz or DIR/{n}/{n}-part*.tar.gz  (archives of that tree)",
-        f"  with an optional {' or '.join(MANIFEST_NAMES)} beside the tree or archives "
-        "to verify them.",
-        f"To get it: re-run with --download (needs torchvision and internet), or download "
-        f"{spec.url} and unpack it into DIR.",
-    ]
-    return DataError("\n".join(lines))
+    """The error for a dataset that is nowhere, in one line: where it looked and what to do
+    (the README's "Data" section lists the accepted layouts)."""
+    where = f"data folder {data_dir} ({origin}"
+    where += ", which does not exist)" if not data_dir.exists() else ")"
+    searched = ", ".join(str(p.path.relative_to(data_dir)) for p in places(spec, data_dir))
+    return DataError(
+        f"{spec.title} ({spec.name}) not found in {where}; looked for {searched}; point "
+        f"--data-dir (or KDLIB_DATA_DIR) at the folder with the official python release, "
+        f"an ImageFolder tree or its archives, or add --download (or fetch {spec.url} by "
+        "hand; README: Data)"
+    )
