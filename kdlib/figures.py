@@ -36,7 +36,7 @@ from matplotlib.patches import Rectangle
 from kdlib.io import atomic_write
 from kdlib.paper import TABLES, base_method, method_key, method_label, model_label, paper_results
 from kdlib.runs import RunRecord, load_runs
-from kdlib.stats import mean_std, welch_ttest
+from kdlib.stats import difference_interval, mean_std, welch_ttest
 
 METRICS: dict[str, str] = {
     "final_test_acc": "final epoch",
@@ -814,10 +814,25 @@ def reproducibility_figures(
 # ----------------------------------------------------------------------------- generalization
 
 
+def paper_gain(method: str, teacher: Any, student: Any, dataset: Any) -> float:
+    """The paper's gain of ``method`` over its nokd in Table 3 (its number minus 89.42), for
+    a run in Table 3's pair (ResNet26 -> ResNet8, CIFAR-10) at any budget; else NaN."""
+    t3 = paper_results("table3")
+    key = (_teachers(teacher), student, dataset)
+    if key[1:] != ("resnet8", "cifar10") or "resnet26" not in key[0]:
+        return math.nan
+    acc = dict(zip(t3["method"], t3["accuracy"], strict=True))
+    if method not in acc or "nokd" not in acc:
+        return math.nan
+    return float(acc[method] - acc["nokd"])
+
+
 def gain_table(
     df: pd.DataFrame, metric: str = "final_test_acc", baseline: str = "nokd"
 ) -> pd.DataFrame:
-    """Each method's mean gain over the baseline (nokd) in the same setting, with Welch's p.
+    """Each method's mean gain over the baseline (nokd) in the same setting, with Welch's p,
+    the 95% Welch interval of the gain (``ci_low``, ``ci_high``: NaN below 2 seeds) and,
+    for Table 3's pair, the paper's gain (``paper_gain``, its 200-epoch number).
 
     One row per setting of a method (``setting``: its runs' ``setting_hash``; ``n`` its
     seeds), so KD from a checkpoint teacher and KD from a teacher trained here are two
@@ -841,8 +856,11 @@ def gain_table(
         "baseline_n",
         "baseline_mean",
         "gain",
+        "ci_low",
+        "ci_high",
         "t",
         "p",
+        "paper_gain",
     ]
     runs = select_runs(df)
     runs = runs.assign(_value=_metric(runs, metric))
@@ -870,6 +888,7 @@ def gain_table(
         if b.empty:
             continue
         test = welch_ttest(group["_value"], b)
+        low, high = difference_interval(group["_value"], b)
         rows.append(
             {
                 "method": first["method"],
@@ -886,8 +905,13 @@ def gain_table(
                 "baseline_n": len(b),
                 "baseline_mean": b.mean(),
                 "gain": group["_value"].mean() - b.mean(),
+                "ci_low": low,
+                "ci_high": high,
                 "t": test.t,
                 "p": test.p,
+                "paper_gain": paper_gain(
+                    first["method"], first["_teacher"], first["student"], first["dataset"]
+                ),
             }
         )
     out = pd.DataFrame(rows, columns=cols)
@@ -903,6 +927,72 @@ def gain_table(
         ),
     )
     return out.loc[order].reset_index(drop=True)
+
+
+def gains_figure(
+    df: pd.DataFrame,
+    metric: str = "final_test_acc",
+    baseline: str = "nokd",
+    level: float = 0.95,
+) -> Figure:
+    """Each method's gain over nokd in Table 3's pair (ResNet26 -> ResNet8, CIFAR-10, the
+    released teacher), one panel per budget: the mean gain over seeds with its Welch
+    interval (:func:`gain_table`; no bar below 2 seeds), and the paper's gain (its Table 3
+    number minus its nokd, at 200 epochs) as a red diamond. The seed-code and original
+    variants of a method are separate rows; each row says its seeds (method/baseline).
+    """
+    gains = gain_table(df, metric=metric, baseline=baseline)
+    title = _title(
+        f"Gain over {method_label(baseline)}, ResNet26 → ResNet8, CIFAR-10 "
+        f"({METRICS.get(metric, metric)}; mean, {level:.0%} Welch interval over seeds)",
+        df,
+    )
+    keep = [
+        s == "resnet8" and d == "cifar10" and "resnet26" in _teachers(t) and src == "checkpoint"
+        for s, d, t, src in zip(
+            gains["student"], gains["dataset"], gains["teacher"], gains["teacher_from"],
+            strict=True,
+        )
+    ]  # fmt: skip
+    gains = gains[np.asarray(keep, dtype=bool)]
+    if gains.empty:
+        return _message_figure(
+            "no completed runs of Table 3's pair with a nokd baseline yet", title
+        )
+    budgets = sorted(gains["epochs"].unique())
+    rows = max(len(gains[gains["epochs"] == e]) for e in budgets)
+    fig = Figure(figsize=(5.5 * len(budgets) + 2.5, 0.42 * rows + 2.2), layout="constrained")
+    axes = fig.subplots(1, len(budgets), squeeze=False)[0]
+    for ax, epochs in zip(axes, budgets, strict=True):
+        g = gains[gains["epochs"] == epochs]
+        g = g.iloc[sorted(range(len(g)), key=lambda i: _method_sort_key(g["method"].iloc[i]))]
+        y = np.arange(len(g))
+        low = np.nan_to_num((g["gain"] - g["ci_low"]).to_numpy(float), nan=0.0)
+        high = np.nan_to_num((g["ci_high"] - g["gain"]).to_numpy(float), nan=0.0)
+        ax.errorbar(
+            g["gain"], y, xerr=[low, high], fmt="o", color="C0", capsize=3,
+            label=f"ours: mean gain, {level:.0%} interval",
+        )  # fmt: skip
+        ax.scatter(
+            g["paper_gain"], y, marker="D", color="tab:red", zorder=3,
+            label="paper's gain (Table 3, 200 epochs)",
+        )  # fmt: skip
+        ax.axvline(0.0, color="0.5", lw=0.8)
+        labels = []
+        for _, r in g.iterrows():
+            label = method_label(r["method"])
+            if str(r["teacher"]) != "resnet26":
+                label += f" ({model_label(r['teacher'])})"
+            labels.append(f"{label}  n={r['n']}/{r['baseline_n']}")
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{epochs} epochs" + ("" if epochs == 200 else " (not the paper's 200)"))
+        ax.set_xlabel(f"gain over {method_label(baseline)} (accuracy points)")
+        ax.grid(axis="x", alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def generalization_figure(

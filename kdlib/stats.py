@@ -1,4 +1,4 @@
-"""Small statistics for comparing methods over seeds, without a SciPy dependency.
+"""Small statistics for comparing methods over seeds.
 
 The study compares a handful of seeds per method, so all it needs is the mean, the
 sample standard deviation and Welch's t-test (unequal variances). The Student-t CDF
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from scipy import stats as scipy_stats
 
 _EPS = 1e-15
 _TINY = 1e-300
@@ -127,3 +129,22 @@ def welch_ttest(a: Iterable[float], b: Iterable[float]) -> WelchResult:
     t = diff / math.sqrt(se2)
     df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
     return WelchResult(t, df, student_t_sf2(t, df), diff)
+
+
+def difference_interval(
+    a: Iterable[float], b: Iterable[float], level: float = 0.95
+) -> tuple[float, float]:
+    """Welch's ``level`` confidence interval of mean(a) - mean(b) (the t interval with the
+    Welch-Satterthwaite degrees of freedom; quantile from SciPy). NaN bounds with fewer
+    than two values in a sample; a zero-width interval when neither sample varies."""
+    (ma, sa, na), (mb, sb, nb) = mean_std(a), mean_std(b)
+    if na < 2 or nb < 2:
+        return math.nan, math.nan
+    va, vb = sa * sa / na, sb * sb / nb
+    se2 = va + vb
+    diff = ma - mb
+    if se2 == 0.0:
+        return diff, diff
+    df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
+    return diff - half, diff + half

@@ -319,6 +319,20 @@ def test_gain_table_against_numbers_from_the_fixture(runs) -> None:
     assert "nokd" not in set(g["method"])
     assert len(g[g["method"] == "uda_nokd"]) == 1  # only at 350 epochs, against that nokd
     assert len(g) == 19  # 8 Table 3 (+ the original OH) + 4 Table 4 + 6 Table 2 settings
+    # the 95% Welch interval of the gain, against SciPy's own Welch test
+    from scipy import stats as scipy_stats
+
+    t3 = figures.select_runs(runs, student="resnet8", epochs=200)
+    t3 = t3[figures.teacher_from(t3).isin(["checkpoint", None])]
+    kd_acc = t3[t3["method"] == "kd"]["final_test_acc"]
+    nokd_acc = t3[t3["method"] == "nokd"]["final_test_acc"]
+    ref = scipy_stats.ttest_ind(kd_acc, nokd_acc, equal_var=False).confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ref.low, ref.high))
+    # the paper's gain in Table 3's pair: its number minus its nokd's 89.42
+    assert row["paper_gain"] == pytest.approx(90.33 - 89.42)
+    oh = g[(g["method"] == "oh:seed") & (g["epochs"] == 200)].iloc[0]
+    assert oh["paper_gain"] == pytest.approx(87.09 - 89.42)
+    assert math.isnan(g[(g["method"] == "oh") & (g["epochs"] == 200)].iloc[0]["paper_gain"])
 
 
 def test_kd_param_table_uses_the_grid_runs(runs) -> None:
@@ -367,6 +381,10 @@ def test_every_figure_renders_the_fixture_runs(runs, tmp_path: Path) -> None:
         training_curves=figures.training_curves_figure(sel),
         run_curves=figures.run_curves_figure(sel["path"].iloc[:2]),
     )
+    figs["gains"] = figures.gains_figure(runs)
+    text = _texts(figs["gains"])
+    assert "OH (seed code)  n=2/2" in text and "OH (original)  n=2/2" in text
+    assert "200 epochs" in text and "350 epochs (not the paper's 200)" in text
     text = _texts(figs["generalization"])
     assert "+1.39" in text and "+1.15" in text  # KD ResNet26 -> ResNet8, 200 epochs
     assert "ResNet26 (checkpoint)→ResNet8" in text and "ResNet26 (trained)→ResNet8" in text
@@ -384,6 +402,7 @@ def test_figures_of_no_completed_runs_say_so(runs, empty, kind: str) -> None:
     for fig in figures.reproducibility_figures(df).values():
         assert "no completed runs" in _texts(fig)
     assert "no completed runs" in _texts(figures.generalization_figure(df))
+    assert "no completed runs" in _texts(figures.gains_figure(df))
     assert "no completed kdparam" in _texts(figures.kd_params_figure(df))
     assert "no completed runs" in _texts(figures.training_curves_figure(df))
     assert figures.gain_table(df).empty and figures.kd_param_table(df).empty
@@ -394,6 +413,7 @@ def test_runs_table_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
     df = figures.runs_table(tmp_path / "not-yet")
     assert df.empty and "status" in df.columns
     assert "no completed runs" in _texts(figures.generalization_figure(df))
+    assert "no completed runs" in _texts(figures.gains_figure(df))
 
 
 def test_save_figure_is_atomic_and_reproducible(runs, tmp_path: Path) -> None:

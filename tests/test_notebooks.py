@@ -57,6 +57,7 @@ def test_figure_notebooks_render_the_fixture_runs(tmp_path: Path) -> None:
         "reproducibility_table2": ["Table 2: KD", "WRN16-4", "ours 93.42"],
         "reproducibility_table3": ["Table 3: methods", "TAKD", "PKD"],
         "reproducibility_table4": ["Table 4: methods", "UDA-NOKD"],
+        "gains": ["Gain over NOKD", "OH (seed code)", "OH (original)"],
         "generalization": ["ResNet26 (trained)→ResNet8", "+1.39"],
         "kd_params": ["best T=5, lambda=0.5"],
         "training_curves": ["Training curves", "TAKD"],
