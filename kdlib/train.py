@@ -530,8 +530,10 @@ class _Loop:
         self.extra: dict[str, Any] = {}
         self.start = time.time()
 
-    def _eval(self, model: nn.Module, loader: DeviceLoader) -> float:
-        return evaluate(model, loader, self.speed.autocast_dtype)["accuracy"]
+    def _eval(self, model: nn.Module, loader: DeviceLoader, exact: bool = False) -> float:
+        """Accuracy at the run's precision; ``exact``: in float32 (a teacher's accuracy is
+        a fact about its checkpoint, the same as ``kdlib eval`` gives)."""
+        return evaluate(model, loader, None if exact else self.speed.autocast_dtype)["accuracy"]
 
     def _metrics(self, status: str, **more: Any) -> None:
         self.record.write_metrics(
@@ -588,9 +590,11 @@ class _Loop:
             else:
                 self.history = []  # a run killed before its first checkpoint starts over
                 if isinstance(teacher, nn.ModuleList):
-                    self.extra["teacher_test_acc"] = [self._eval(t, test_loader) for t in teacher]
+                    self.extra["teacher_test_acc"] = [
+                        self._eval(t, test_loader, exact=True) for t in teacher
+                    ]
                 elif teacher is not None:
-                    self.extra["teacher_test_acc"] = self._eval(teacher, test_loader)
+                    self.extra["teacher_test_acc"] = self._eval(teacher, test_loader, exact=True)
             self._metrics("running")
             for epoch in range(first_epoch, cfg.epochs + 1):
                 if not self._epoch(epoch, train_loader, val_loader, test_loader):
