@@ -88,7 +88,7 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
                 "delete it to restart the run from scratch"
             ) from None
         raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # garbage makes the unpickler fail in any way (IndexError, ...)
         raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DamagedCheckpoint(f"{path} is not a kdlib training checkpoint of format {FORMAT}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -119,7 +120,8 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(
     rec = RunRecord(first)
     ckpt = Path(rec.config()["state_dir"]) / "checkpoint.pt"
     data = ckpt.read_bytes()
-    ckpt.write_bytes(os.urandom(4096) if damage == "random bytes" else data[: len(data) // 2])
+    garbage = random.Random(damage).randbytes(4096)
+    ckpt.write_bytes(garbage if damage == "random bytes" else data[: len(data) // 2])
     rec.write_metrics({**rec.metrics(), "status": "failed"})  # killed: to be resumed
     with pytest.warns(RunsWarning, match="damaged"):
         again = run_training(cfg, progress=False)
