@@ -860,6 +860,7 @@ def gain_table(
         "ci_high",
         "t",
         "p",
+        "precision",
         "paper_gain",
     ]
     runs = select_runs(df)
@@ -909,6 +910,7 @@ def gain_table(
                 "ci_high": high,
                 "t": test.t,
                 "p": test.p,
+                "precision": first.get("speed.precision"),
                 "paper_gain": paper_gain(
                     first["method"], first["_teacher"], first["student"], first["dataset"]
                 ),
@@ -978,12 +980,23 @@ def gains_figure(
             label="paper's gain (Table 3, 200 epochs)",
         )  # fmt: skip
         ax.axvline(0.0, color="0.5", lw=0.8)
-        labels = []
+        names = []
         for _, r in g.iterrows():
             label = method_label(r["method"])
             if str(r["teacher"]) != "resnet26":
                 label += f" ({model_label(r['teacher'])})"
-            labels.append(f"{label}  n={r['n']}/{r['baseline_n']}")
+            names.append(label)
+        plain = list(names)
+        for i, name in enumerate(plain):  # settings that share a label say what differs
+            if plain.count(name) > 1:
+                extra = [] if _missing(g["precision"].iloc[i]) else [str(g["precision"].iloc[i])]
+                if g["params"].iloc[i]:
+                    extra.append(g["params"].iloc[i])
+                names[i] = f"{name} [{', '.join(extra) or g['setting'].iloc[i]}]"
+        labels = [
+            f"{name}  n={r['n']}/{r['baseline_n']}"
+            for name, (_, r) in zip(names, g.iterrows(), strict=True)
+        ]
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(f"{epochs} epochs" + ("" if epochs == 200 else " (not the paper's 200)"))
