@@ -29,6 +29,24 @@ def _teacher_args(name: str, checkpoints: dict[str, str]) -> dict:
     return {}
 
 
+def _one_epoch(
+    method: str, params: dict, checkpoints: dict[str, str], data: dict, runs: Path
+) -> TrainConfig:
+    """One CPU epoch of ``method`` with ``params`` on the 2,000-image data set."""
+    return TrainConfig(
+        method=method,
+        student="resnet8",
+        epochs=1,
+        seed=0,
+        val_size=500,
+        device="cpu",
+        runs_dir=str(runs),
+        method_params=params,
+        **_teacher_args(method, checkpoints),
+        **data,
+    )
+
+
 @pytest.mark.parametrize("method", list_methods())
 def test_one_epoch_run_writes_a_full_record(
     method: str, small_data: dict, teacher_checkpoints: dict, tmp_path: Path
@@ -37,18 +55,7 @@ def test_one_epoch_run_writes_a_full_record(
     params = dict(GRID_PARAMS.get(method, {}))
     if "ta" in cls.params:
         params["ta"] = "resnet8"
-    cfg = TrainConfig(
-        method=method,
-        student="resnet8",
-        epochs=1,
-        seed=0,
-        val_size=500,
-        device="cpu",
-        runs_dir=str(tmp_path),
-        method_params=params,
-        **_teacher_args(method, teacher_checkpoints),
-        **small_data,
-    )
+    cfg = _one_epoch(method, params, teacher_checkpoints, small_data, tmp_path)
     run_dirs = run_method(cfg, progress=False)
     assert run_dirs
     if issubclass(cls, GridMethod):
@@ -73,18 +80,8 @@ SEED_VARIANTS = [m for m in list_methods() if "variant" in method_class(m).param
 def test_the_seed_variant_runs_and_is_recorded(
     method: str, small_data: dict, teacher_checkpoints: dict, tmp_path: Path
 ) -> None:
-    cfg = TrainConfig(
-        method=method,
-        student="resnet8",
-        epochs=1,
-        seed=0,
-        val_size=500,
-        device="cpu",
-        runs_dir=str(tmp_path),
-        method_params={"variant": "seed", **({"init_epochs": 1} if method == "ab" else {})},
-        **_teacher_args(method, teacher_checkpoints),
-        **small_data,
-    )
+    params = {"variant": "seed", **({"init_epochs": 1} if method == "ab" else {})}
+    cfg = _one_epoch(method, params, teacher_checkpoints, small_data, tmp_path)
     (run_dir,) = run_method(cfg, progress=False)
     rec = RunRecord(run_dir)
     assert rec.metrics()["status"] == "completed", rec.metrics().get("error")
