@@ -532,8 +532,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     (bad input, one line on stderr), 130 (interrupted) or 143 (terminated)."""
     import signal
 
+    previous = None
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(argv)
+    finally:
+        # A caller in the same process (a notebook, pytest) gets its own handler back, so
+        # a later SIGTERM is not raised as ours inside code that does not expect it.
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         code = args.func(args)

@@ -128,3 +128,23 @@ def test_help_still_exits_0() -> None:
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])
     assert e.value.code == 0
+
+
+def test_main_gives_the_callers_sigterm_handler_back(capsys: pytest.CaptureFixture) -> None:
+    # In-process callers (pytest, a notebook) must not keep kdlib's handler: CI's SIGTERM
+    # once surfaced as kdlib's Terminated inside an unrelated test.
+    import signal
+
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["models"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+        with pytest.raises(SystemExit):
+            main(["train", "--help"])
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    capsys.readouterr()

@@ -7,11 +7,14 @@ core); a pool of worker processes cuts that roughly by the number of cores. Smal
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import itertools
 import multiprocessing
+import multiprocessing.pool
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -41,13 +44,27 @@ def is_image_name(name: str) -> bool:
 
 # Fewer images than this are decoded in-process.
 PARALLEL_MIN_ITEMS = 2048
+# Images per task sent to a worker, and how long a task may take before the pool counts
+# as stalled (a chunk takes well under a second even on a loaded 2-core machine).
+CHUNK_ITEMS = 256
+STALL_SECONDS = 60.0
 # An item to decode: (key, display name for errors, encoded bytes or a file path).
 Item = tuple[str, str, "bytes | str"]
+Decoded = tuple[str, np.ndarray]
+
+
+class PoolStalledWarning(RuntimeWarning):
+    """The decoding pool stopped answering; the rest was decoded in-process."""
 
 
 def default_workers() -> int:
-    """Worker processes to use by default: every core, but at most 8 (returns flatten out)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Worker processes to use by default: every core this process may run on (not every
+    core of the host, which is what a container reports), but at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -65,7 +82,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     return arr
 
 
-def _decode_item(item: Item) -> tuple[str, np.ndarray]:
+def _decode_item(item: Item) -> Decoded:
     key, display, payload = item
     if isinstance(payload, str):
         try:
@@ -75,12 +92,67 @@ def _decode_item(item: Item) -> tuple[str, np.ndarray]:
     return key, decode_image(payload, display)
 
 
+def _decode_chunk(chunk: list[Item]) -> list[Decoded]:
+    return [_decode_item(item) for item in chunk]
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers instantly and without re-importing kdlib/torch; the workers only
-    # run Pillow and numpy, so inheriting the parent's state is safe.
+    # fork starts workers instantly and without re-importing kdlib/torch (1.7 s a worker);
+    # the workers only run Pillow and numpy. Forking a process that has threads can still
+    # leave a worker stuck on a lock, or the OOM killer can take one: the stall watchdog
+    # in _decode_with_pool covers both.
     if "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def _chunks(stream: Iterator[Item]) -> Iterator[list[Item]]:
+    while chunk := list(itertools.islice(stream, CHUNK_ITEMS)):
+        yield chunk
+
+
+def _decode_with_pool(
+    pool: multiprocessing.pool.Pool, workers: int, stream: Iterator[Item], bar: tqdm
+) -> list[Decoded]:
+    """Decode in the pool, a few chunks in flight, in input order.
+
+    A pool is only a speed-up, so it must never stop a prepare: a chunk that takes longer
+    than ``STALL_SECONDS`` (a worker killed or stuck) ends the pool, and that chunk and
+    the rest are decoded in this process. A bad image still raises its ``DataError``.
+    """
+    out: list[Decoded] = []
+    pending: collections.deque[tuple[list[Item], multiprocessing.pool.AsyncResult]]
+    pending = collections.deque()
+    chunks = _chunks(stream)
+
+    def collect() -> None:
+        chunk, result = pending[0]
+        decoded = result.get(timeout=STALL_SECONDS)
+        pending.popleft()
+        out.extend(decoded)
+        bar.update(len(chunk))
+
+    try:
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_decode_chunk, (chunk,))))
+            if len(pending) >= 2 * workers:
+                collect()
+        while pending:
+            collect()
+        return out
+    except multiprocessing.TimeoutError:
+        pool.terminate()
+        warnings.warn(
+            f"the image-decoding pool stopped answering for {STALL_SECONDS:.0f} s (a worker"
+            " was killed or is stuck); decoding the rest in this process",
+            PoolStalledWarning,
+            stacklevel=3,
+        )
+    rest = [chunk for chunk, _ in pending] + list(chunks)
+    for chunk in rest:
+        out.extend(_decode_chunk(chunk))
+        bar.update(len(chunk))
+    return out
 
 
 def decode_many(
@@ -90,7 +162,7 @@ def decode_many(
     workers: int | None = None,
     desc: str = "decoding",
     progress: bool | None = None,
-) -> list[tuple[str, np.ndarray]]:
+) -> list[Decoded]:
     """Decode every item, returning ``(key, array)`` pairs in input order.
 
     ``items`` may be a lazy stream (e.g. members read from a tar archive): with a pool,
@@ -108,11 +180,10 @@ def decode_many(
                 pool = stack.enter_context(_pool_context().Pool(workers))
         disable = None if progress is None else not progress
         bar = stack.enter_context(tqdm(total=total, desc=desc, unit="img", disable=disable))
-        results = (
-            pool.imap(_decode_item, stream, chunksize=256) if pool else map(_decode_item, stream)
-        )
-        out: list[tuple[str, np.ndarray]] = []
-        for res in results:
-            out.append(res)
+        if pool is not None:
+            return _decode_with_pool(pool, workers, stream, bar)
+        out: list[Decoded] = []
+        for item in stream:
+            out.append(_decode_item(item))
             bar.update()
     return out
