@@ -25,6 +25,7 @@ MAX_INTS = {
     "num_workers": 1024,
     "seed": 2**63 - 1,
 }
+MAX_LR = 1e6  # no SGD run learns at a larger one: it is a typo (1e30 for 1e-3)
 
 
 @dataclass
@@ -176,6 +177,10 @@ class TrainConfig:
                     "per teacher, comma-separated, in the same order",
                 )
             for path in checkpoints:  # an empty entry: that teacher is trained first
+                if path and Path(path).is_dir():
+                    raise KdlibError(
+                        f"--teacher-checkpoint: {path!r} is a directory, not a checkpoint file"
+                    )
                 if path and not Path(path).is_file():
                     raise KdlibError(f"--teacher-checkpoint: no such file {path!r}")
         if self.dataset not in DATASETS:
@@ -217,10 +222,12 @@ class TrainConfig:
 
         if not (number("lr") and self.lr > 0):
             raise bad("lr", "a finite number > 0")
+        if self.lr > MAX_LR:
+            raise bad("lr", f"at most {MAX_LR:g} (a typo?)")
         if not (number("momentum") and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
-        if not (number("weight_decay") and self.weight_decay >= 0):
-            raise bad("weight_decay", "a finite number >= 0")
+        if not (number("weight_decay") and 0 <= self.weight_decay <= 1):
+            raise bad("weight_decay", "a finite number in [0, 1]")
         if not (number("lr_gamma") and 0 < self.lr_gamma <= 1):
             raise bad("lr_gamma", "a number in (0, 1]")
         if not all(isinstance(f, int | float) and 0 < f < 1 for f in self.lr_milestones):

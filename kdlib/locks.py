@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kdlib.errors import KdlibError
+from kdlib.io import NotWritable
 
 
 class RunLocked(KdlibError):
@@ -23,8 +24,14 @@ class RunLocked(KdlibError):
 def run_lock(runs_dir: str | os.PathLike, config_hash: str) -> Iterator[Path]:
     """Hold the lock of ``config_hash`` for the duration of the block, or raise ``RunLocked``."""
     path = Path(runs_dir) / ".locks" / f"{config_hash}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise NotWritable(
+            f"--runs-dir: cannot write into {runs_dir} ({e.strerror or e}); give a writable "
+            "folder (a finished run there is still found without writing)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,7 +8,6 @@ so far and the time spent. Loaded with ``weights_only=True`` like every kdlib ch
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from torch import nn
 
 from kdlib import faults
 from kdlib.errors import CheckpointError
-from kdlib.io import atomic_write
+from kdlib.io import UnreadableTorchFile, atomic_write, read_torch
 
 FORMAT = 1
 
@@ -80,15 +79,10 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():  # a pickle asking for Python objects
-            raise CheckpointError(
-                f"refusing to load {path}: it needs arbitrary Python objects; "
-                "delete it to restart the run from scratch"
-            ) from None
-        raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
-    except Exception as e:  # garbage makes the unpickler fail in any way (IndexError, ...)
+        state = read_torch(path)
+    except UnreadableTorchFile as e:
+        if e.unsafe:  # a pickle asking for Python objects: not ours, not to be run
+            raise CheckpointError(f"{e}; or delete it to restart the run from scratch") from None
         raise DamagedCheckpoint(f"{path} is damaged ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DamagedCheckpoint(f"{path} is not a kdlib training checkpoint of format {FORMAT}")

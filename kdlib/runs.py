@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from kdlib.errors import KdlibError
-from kdlib.io import claim_dir, read_json, write_json, write_text
+from kdlib.io import claim_dir, read_json_object, write_json, write_text
 
 CONFIG, ENV, HISTORY, METRICS = "config.json", "env.json", "history.csv", "metrics.json"
 STATUSES = ("running", "completed", "failed", "diverged")
@@ -139,13 +139,13 @@ class RunRecord:
         write_text(self.path / HISTORY, buf.getvalue())
 
     def config(self) -> dict[str, Any]:
-        return read_json(self.path / CONFIG)
+        return read_json_object(self.path / CONFIG)
 
     def env(self) -> dict[str, Any]:
-        return read_json(self.path / ENV)
+        return read_json_object(self.path / ENV)
 
     def metrics(self) -> dict[str, Any]:
-        return read_json(self.path / METRICS)
+        return read_json_object(self.path / METRICS)
 
     def history(self) -> pd.DataFrame:
         p = self.path / HISTORY
@@ -161,13 +161,6 @@ def _finite_or_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_finite_or_none(v) for v in obj]
     return obj
-
-
-def _object(value: Any) -> dict[str, Any]:
-    """A run file's JSON content, which must be an object (``ValueError`` otherwise)."""
-    if not isinstance(value, dict):
-        raise ValueError(f"a JSON {type(value).__name__}, not an object")
-    return value
 
 
 def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +181,8 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise KdlibError(f"runs directory {path} does not exist")
+    if not path.is_dir():
+        raise KdlibError(f"{path} is a file, not a runs directory (a folder of run folders)")
     if (path / CONFIG).is_file():
         return [path]
     return sorted(p.parent for p in path.rglob(CONFIG))
@@ -208,21 +203,21 @@ def load_runs(path: str | Path = "runs") -> pd.DataFrame:
         rec = RunRecord(run_dir)
         row: dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir)}
         try:
-            config = _object(rec.config())
+            config = rec.config()
             row.update(_flatten("", config))
             row.update(run_id=run_dir.name, setting_hash=setting_hash(config))
         except (OSError, ValueError) as e:
-            rows.append({**row, "status": "unreadable", "error": f"config.json: {e}"})
+            rows.append({**row, "status": "unreadable", "error": str(e)})
             continue
         with contextlib.suppress(OSError, ValueError):
-            row.update(_flatten("env.", _object(rec.env())))
+            row.update(_flatten("env.", rec.env()))
         try:
-            metrics = _object(rec.metrics())
+            metrics = rec.metrics()
             row.update(_flatten("", metrics))
         except FileNotFoundError:
             row["status"] = "incomplete"
         except (OSError, ValueError) as e:
-            row.update(status="unreadable", error=f"metrics.json: {e}")
+            row.update(status="unreadable", error=str(e))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

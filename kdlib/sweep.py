@@ -21,7 +21,8 @@ A failed or diverged run is recorded as such and the sweep goes on.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from kdlib.runs import RunRecord, config_hash
 from kdlib.speed import worker_threads
 
 _TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
+# A setting whose value is itself a mapping: a dict in its grid list is its value.
+_MAPPING_FIELDS = ("method_params",)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TEACHER_FIELDS = ("teacher", "teacher_checkpoint", "teacher_epochs")
 
 
@@ -66,15 +70,26 @@ class Sweep:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise KdlibError(f"{where}: name must be a non-empty string")
+        if not _NAME.fullmatch(name):  # it names folders (Slurm jobs)
+            raise KdlibError(
+                f"{where}: name={name!r} may hold only letters, digits, '_', '-' and '.'"
+            )
         base = data.get("base") or {}
         if not isinstance(base, dict):
             raise KdlibError(f"{where}: base must be a mapping of TrainConfig settings")
         grid = data.get("grid") or {}
         if not isinstance(grid, dict):
             raise KdlibError(f"{where}: grid must be a mapping of setting -> list of values")
+        settings = {f.name for f in fields(TrainConfig)}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise KdlibError(f"{where}: grid.{key} must be a non-empty list")
+            if key not in settings and not all(isinstance(v, dict) for v in values):
+                raise KdlibError(
+                    f"{where}: grid.{key}: unknown setting {key!r} (a key that is not a "
+                    "setting must list mappings of settings, e.g. {teacher: resnet26, "
+                    "student: resnet8})"
+                )
         skip_invalid = data.get("skip_invalid", False)
         if not isinstance(skip_invalid, bool):
             raise KdlibError(f"{where}: skip_invalid must be true or false")
@@ -99,14 +114,14 @@ class Sweep:
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = dict(self.base)
             for key, value in zip(keys, combo, strict=True):
-                if isinstance(value, dict):
+                if isinstance(value, dict) and key not in _MAPPING_FIELDS:
                     values.update(value)
                 else:
                     values[key] = value
             values.update(overrides or {})
             where = f"sweep {self.name!r} run " + ", ".join(
                 ",".join(f"{k2}={v2}" for k2, v2 in v.items() if k2 != "teacher_checkpoint")
-                if isinstance(v, dict)
+                if isinstance(v, dict) and k not in _MAPPING_FIELDS
                 else f"{k}={v}"
                 for k, v in zip(keys, combo, strict=True)
             )

@@ -32,7 +32,13 @@ from kdlib.data import CifarData, DeviceLoader, load_dataset, split_validation, 
 from kdlib.environment import environment_info, resolve_device
 from kdlib.errors import KdlibError
 from kdlib.evaluate import default_eval_batch_size, evaluate
-from kdlib.io import claim_dir, file_sha256, read_json
+from kdlib.io import (
+    UnreadableRecord,
+    claim_dir,
+    ensure_writable_dir,
+    file_sha256,
+    read_json_object,
+)
 from kdlib.locks import run_lock
 from kdlib.methods import (
     Distiller,
@@ -306,12 +312,9 @@ def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
     matches = []
     for config_path in sorted(runs_dir.glob(f"*/{CONFIG}")):
         try:
-            config = read_json(config_path)
-        except (OSError, ValueError) as e:
-            _skip_unreadable(config_path, e)
-            continue
-        if not isinstance(config, dict):
-            _skip_unreadable(config_path, f"a JSON {type(config).__name__}, not an object")
+            config = read_json_object(config_path)
+        except UnreadableRecord as e:
+            _skip_unreadable(e)
             continue
         if config.get("config_hash") == config_hash:
             matches.append(RunRecord(config_path.parent))
@@ -322,9 +325,9 @@ def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
     return matches[-1] if matches else None
 
 
-def _skip_unreadable(path: Path, why: object) -> None:
+def _skip_unreadable(error: UnreadableRecord) -> None:
     """A run directory that cannot be read never stops another configuration."""
-    warnings.warn(f"skipping {path}: unreadable ({why})", RunsWarning, stacklevel=3)
+    warnings.warn(f"skipping an unreadable run record: {error}", RunsWarning, stacklevel=3)
 
 
 class RunsWarning(UserWarning):
@@ -451,6 +454,14 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
             file_sha256(c) if c else None for c in cfg.teacher_checkpoints()
         ]
     config["config_hash"] = config_hash(config)
+    if resume is None:  # a finished run never changes: found without the lock, so a
+        # read-only runs folder still answers with it
+        record = find_run(cfg.runs_dir, config["config_hash"])
+        if record is not None and _status(record) in FINISHED:
+            return _reuse(record, progress)
+    # Training writes its record and its checkpoints: both folders must take files.
+    ensure_writable_dir(cfg.runs_dir, "--runs-dir")
+    ensure_writable_dir(weights_root(cfg.cache_dir), "--cache-dir (training checkpoints)")
     with run_lock(cfg.runs_dir, config["config_hash"]):
         record = find_run(cfg.runs_dir, config["config_hash"])
         if resume is not None and (
@@ -466,16 +477,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
                 f"cannot resume {resume}: its recorded settings differ from what they give "
                 f"now ({', '.join(differ[:5]) or 'config hash'}); start a new run instead"
             )
-        status = None
-        if record is not None:  # unreadable metrics: not a result, so it is resumed
-            with contextlib.suppress(OSError, ValueError):
-                metrics = record.metrics()
-                status = metrics.get("status") if isinstance(metrics, dict) else None
-        if status in FINISHED:
-            _report_run_dir(record.path, reused=True)
-            if progress:
-                tqdm.write(f"{record.run_id}: already {status}, not run again")
-            return record.path
+        if record is not None and _status(record) in FINISHED:
+            return _reuse(record, progress)
         if record is None:
             run_id = new_run_id(config)
             state_dir = claim_dir(weights_root(cfg.cache_dir), run_id)
@@ -484,6 +487,22 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         _report_run_dir(record.path, reused=False)
         loop = _Loop(cfg, record, distiller, optimizer, scheduler, device, progress, speed)
         loop.run(train_loader, val_loader, test_loader)
+    return record.path
+
+
+def _status(record: RunRecord) -> str | None:
+    """A run's recorded status; None when its metrics cannot be read (not a result, so
+    the run is resumed)."""
+    try:
+        return record.metrics().get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _reuse(record: RunRecord, progress: bool) -> Path:
+    _report_run_dir(record.path, reused=True)
+    if progress:
+        tqdm.write(f"{record.run_id}: already {_status(record)}, not run again")
     return record.path
 
 

@@ -370,6 +370,33 @@ def test_manifest_catches_changed_pixel(tree) -> None:
     assert not (data_dir.parent / "cache" / "cifar10").exists()
 
 
+def test_manifest_names_a_lossy_re_encoding_not_a_missing_part(tree) -> None:
+    # Every image saved again as JPEG (new suffix, beside the manifest): the check must
+    # say the pixels differ and name the first file, not call the parts missing.
+    data_dir, rows = tree
+    for r in rows:
+        src = data_dir / r["path"]
+        Image.open(src).convert("RGB").save(src.with_suffix(".jpg"), quality=90)
+        src.unlink()
+    first = sorted(r["path"] for r in rows if r["split"] == "train")[0]
+    found = first.rsplit(".", 1)[0] + ".jpg"
+    with pytest.raises(
+        DataError, match=f"first bad file {first} \\(found as {found}\\): pixels differ"
+    ) as e:
+        _load(data_dir, data_dir.parent / "cache")
+    assert "missing" not in str(e.value)
+
+
+def test_manifest_accepts_a_lossless_re_encoding(tree, c10: dict) -> None:
+    data_dir, rows = tree
+    for r in rows[:7]:
+        src = data_dir / r["path"]
+        other = ".webp" if src.suffix == ".png" else ".png"
+        Image.open(src).convert("RGB").save(src.with_suffix(other), lossless=True)
+        src.unlink()
+    _assert_matches(_load(data_dir, data_dir.parent / "cache"), _expected(c10))
+
+
 def test_manifest_catches_missing_file(tree) -> None:
     data_dir, rows = tree
     victim = rows[2]["path"]

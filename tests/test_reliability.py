@@ -192,7 +192,7 @@ def test_a_diverging_run_is_marked_and_the_sweep_goes_on(tiny_data: dict, tmp_pa
     sweep = tmp_path / "lr.yaml"
     sweep.write_text(
         SWEEP.format(runs=runs, **tiny_data).replace(
-            "seed: [0, 1, 2, 3]", "seed: [0]\n  lr: [1.0e+30, 0.05]"
+            "seed: [0, 1, 2, 3]", "seed: [0]\n  lr: [1.0e+5, 0.05]"
         )
     )
     out = subprocess.run(

@@ -131,3 +131,63 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(
     assert len(RunRecord(again).history()) == 2  # trained again from epoch 1
     (kept,) = ckpt.parent.glob("checkpoint.pt.damaged-*")
     assert str(kept) in metrics["damaged_checkpoints"]
+
+
+@pytest.fixture
+def make_read_only():
+    """Make folders read-only in a way that binds root too (a read-only bind mount) or,
+    for other users, by permissions; skip where neither is possible."""
+    import shutil
+
+    mounted: list[Path] = []
+
+    def make(folder: Path) -> None:
+        if os.geteuid() != 0:
+            for p in [folder, *folder.rglob("*")]:
+                p.chmod(p.stat().st_mode & ~0o222)
+            return
+        if not shutil.which("mount"):
+            pytest.skip("no mount command to make a folder read-only for root")
+        bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+        if bind.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()}")
+        mounted.append(folder)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_read_only_runs_folder_still_answers_with_a_finished_run(
+    tiny_data: dict, tmp_path: Path, make_read_only, capsys: pytest.CaptureFixture
+) -> None:
+    runs = tmp_path / "runs"
+    cfg = _cfg(tiny_data, runs)
+    run_dir = run_training(cfg, progress=False)
+    make_read_only(runs)
+    args = ["train", "--epochs", "1", "--batch-size", "50", "--val-size", "100"]
+    args += ["--device", "cpu", "--runs-dir", str(runs), "--quiet"]
+    args += ["--data-dir", tiny_data["data_dir"], "--cache-dir", tiny_data["cache_dir"]]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run_dir)
+    # Another configuration would have to write there: refused in one line, nothing left.
+    assert main([*args, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--runs-dir: cannot write into" in err and len(err.strip().splitlines()) == 1, err
+    assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == [run_dir.name]
+
+
+def test_a_read_only_cache_is_refused_before_any_decoding(
+    tiny_data: dict, tmp_path: Path, make_read_only, capsys: pytest.CaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    make_read_only(cache)
+    code = main(
+        ["data", "prepare", "--dataset", "cifar10", "--data-dir", tiny_data["data_dir"]]
+        + ["--cache-dir", str(cache)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write into" in err and len(err.strip().splitlines()) == 1, err
+    assert list(cache.iterdir()) == []

@@ -177,12 +177,15 @@ def test_sweep_via_notebook_keeps_the_executed_notebook(tiny_data: dict, tmp_pat
     assert list(again["status"]) == ["done before"]
     assert (kept.read_bytes(), kept.stat().st_mtime_ns) == before
 
-    # Another process holds the run's lock: the kernel's RunLocked comes back as such,
-    # "running elsewhere", not as a failure, and nothing is marked or overwritten.
-    with run_lock(tmp_path / "runs", RunRecord(run_dir).config()["config_hash"]):
+    # Another process is training the run (it holds the lock, the record says running):
+    # the kernel's RunLocked comes back as such, "running elsewhere", not as a failure,
+    # and nothing is marked or overwritten. (A completed run is found without the lock.)
+    rec = RunRecord(run_dir)
+    rec.write_metrics({**rec.metrics(), "status": "running"})
+    with run_lock(tmp_path / "runs", rec.config()["config_hash"]):
         locked = run_sweep(load_sweep(path), progress=False, via="notebook")
     assert list(locked["status"]) == ["running elsewhere"]
-    assert RunRecord(run_dir).metrics()["status"] == "completed"
+    assert rec.metrics()["status"] == "running"
     assert (kept.read_bytes(), kept.stat().st_mtime_ns) == before
 
 

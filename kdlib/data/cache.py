@@ -28,7 +28,7 @@ from kdlib.data.manifest import verify_manifest
 from kdlib.data.raw import RawDataset, check_split, require_splits
 from kdlib.data.registry import SPLITS, DatasetSpec, get_spec
 from kdlib.errors import DataError
-from kdlib.io import atomic_write, read_json
+from kdlib.io import atomic_write, ensure_writable_dir, read_json_object
 from kdlib.paths import resolve_cache_dir, resolve_data_dir
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _corrupt(folder: Path, name: str, detail: str) -> DataError:
 
 def _read_cache(spec: DatasetSpec, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
-        meta = read_json(folder / META_FILE)
+        meta = read_json_object(folder / META_FILE)
         recorded = {n: meta["arrays"][n] for n in ARRAY_NAMES}
         if meta["format"] != CACHE_FORMAT or meta["dataset"] != spec.name:
             raise ValueError(f"it holds format {meta['format']} of {meta['dataset']!r}")
@@ -203,6 +203,8 @@ def _prepare(
     workers: int | None,
     progress: bool | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    # Checked before decoding: a cache that cannot be written would waste the whole decode.
+    ensure_writable_dir(folder.parent, "the cache folder (--cache-dir or $KDLIB_CACHE_DIR)")
     raw, manifest = _read_source(spec, data_dir, download, workers, progress)
     arrays, meta = _write_cache(spec, folder, raw, manifest)
     log.info("prepared %s in %s (fingerprint %s)", spec.name, folder, meta["fingerprint"][:12])

@@ -14,7 +14,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from kdlib.data.raw import RawDataset
 from kdlib.data.registry import SPLITS
@@ -108,26 +108,36 @@ def _missing_parts(raw: RawDataset, rows: dict, present: dict, manifest: Path) -
     )
 
 
+def _stem(key: tuple[str, str]) -> tuple[str, str]:
+    split, path = key
+    return split, str(PurePosixPath(path).with_suffix(""))
+
+
 def _order(row: ManifestRow) -> tuple[int, str]:
     return (SPLITS.index(row.split) if row.split in SPLITS else len(SPLITS), row.path)
 
 
 def verify_manifest(raw: RawDataset, manifest: Path) -> dict:
     """Check ``raw`` against ``manifest``; returns a summary, raises DataError on any mismatch."""
-    rows = read_manifest(manifest, raw.name)
+    # Files are matched by path without the suffix, so a copy re-encoded to another format
+    # (x.webp saved as x.jpg) is compared by its pixels, not reported as missing.
+    rows = {_stem(key): row for key, row in read_manifest(manifest, raw.name).items()}
     present: dict[tuple[str, str], tuple[str, int]] = {}
+    paths: dict[tuple[str, str], str] = {}
     for split, data in raw.splits.items():
         if data.paths is None:
             raise DataError(f"{raw.kind} source has no file paths to check against {manifest}")
         for i, path in enumerate(data.paths):
-            present[(split, path)] = (split, i)
+            present[_stem((split, path))] = (split, i)
+            paths[_stem((split, path))] = path
     _missing_parts(raw, rows, present, manifest)
 
     problems: list[tuple[tuple[int, str], str]] = []
     for key in rows.keys() - present.keys():
         row = rows[key]
         problems.append((_order(row), f"{row.path}: listed in the manifest but missing"))
-    for split, path in present.keys() - rows.keys():
+    for key in present.keys() - rows.keys():
+        split, path = key[0], paths[key]
         problems.append(((SPLITS.index(split), path), f"{path}: extra file, not in the manifest"))
     for key in rows.keys() & present.keys():
         row = rows[key]
@@ -144,10 +154,12 @@ def verify_manifest(raw: RawDataset, manifest: Path) -> dict:
             continue
         got = _pixel_md5(raw.splits[split].images[i])
         if got != row.pixel_md5:
+            found = paths[key]
+            as_ = f" (found as {found})" if found != row.path else ""
             problems.append(
                 (
                     _order(row),
-                    f"{row.path}: pixels differ from the manifest (md5 {got}, expected "
+                    f"{row.path}{as_}: pixels differ from the manifest (md5 {got}, expected "
                     f"{row.pixel_md5}); the file was changed or re-encoded lossily",
                 )
             )

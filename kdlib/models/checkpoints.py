@@ -9,7 +9,6 @@ run code. Prefixes added by ``nn.DataParallel`` (``module.``) and ``torch.compil
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from kdlib.errors import CheckpointError
-from kdlib.io import atomic_write
+from kdlib.io import UnreadableTorchFile, atomic_write, read_torch
 
 #: Keys under which training scripts commonly nest the state dict, tried in this order.
 WRAPPER_KEYS = ("model_state_dict", "state_dict", "model")
@@ -72,20 +71,6 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     return state
 
 
-def _unreadable(path: Path, error: Exception) -> CheckpointError:
-    if path.stat().st_size == 0:
-        detail = "the file is empty"
-    elif isinstance(error, pickle.UnpicklingError):
-        detail = "its bytes are neither a zip archive nor a pickle"
-    else:
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-        detail = f"{type(error).__name__}: {first[:200]}".rstrip(": ")
-    return CheckpointError(
-        f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or not written by "
-        f"torch.save): {detail}"
-    )
-
-
 def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a checkpoint's tensors without ever unpickling arbitrary objects.
 
@@ -97,22 +82,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     if not p.is_file():
-        raise CheckpointError(f"checkpoint path is not a file: {p}")
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # The weights-only unpickler rejects both foreign objects (refuse, for safety) and
-        # bytes that are no pickle at all ("Unsupported operand": a corrupt file).
-        if "unsupported operand" not in str(e).lower():
-            raise CheckpointError(
-                f"refusing to load {p}: it contains arbitrary Python objects (pickled classes "
-                "or functions, which can run code when unpickled), so it was not loaded for "
-                "safety; re-save just the weights (torch.save(model.state_dict(), path)) "
-                "where the file is trusted"
-            ) from e
-        raise _unreadable(p, e) from e
-    except Exception as e:
-        raise _unreadable(p, e) from e
+        obj = read_torch(p)
+    except UnreadableTorchFile as e:
+        raise CheckpointError(str(e)) from None
     return _extract_state_dict(obj, p)
 
 
