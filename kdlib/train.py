@@ -57,7 +57,7 @@ from kdlib.resume import (
     save_checkpoint,
     set_aside,
 )
-from kdlib.runs import CONFIG, RunRecord, config_hash, identity_keys, new_run_id
+from kdlib.runs import CONFIG, HISTORY, RunRecord, config_hash, identity_keys, new_run_id
 from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed, speed_reason
 
 
@@ -607,7 +607,11 @@ class _Loop:
                 # killed after the last checkpoint but before history.csv caught up
                 self.record.write_history(self.history)
             else:
-                self.history = []  # a run killed before its first checkpoint starts over
+                # A run killed before its first checkpoint, or whose checkpoint is gone (a
+                # new machine), starts over: its old rows must not outlive the restart.
+                self.history = []
+                if (self.record.path / HISTORY).exists():
+                    self.record.write_history([])
                 if isinstance(teacher, nn.ModuleList):
                     self.extra["teacher_test_acc"] = [
                         self._eval(t, test_loader, exact=True) for t in teacher

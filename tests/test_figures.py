@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from matplotlib.figure import Figure
 
 from kdlib import figures
 from kdlib.io import read_json
 from kdlib.paper import method_label, model_label, paper_results
 from kdlib.runs import load_runs
-from kdlib.stats import betainc, mean_std, student_t_cdf, student_t_sf2, welch_ttest
+from kdlib.stats import difference_interval, mean_std, welch_ttest
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runs"
 
@@ -114,25 +115,27 @@ def test_paper_labels() -> None:
 # ----------------------------------------------------------------------------- statistics
 
 
-def test_student_t_cdf_matches_closed_forms_and_critical_values() -> None:
-    for t in (-3.0, -0.4, 0.0, 0.7, 12.0):
-        assert student_t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
-        assert student_t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
-    # two-sided 5% critical values of Student's t
-    assert student_t_sf2(2.228138852, 10) == pytest.approx(0.05, abs=1e-8)
-    assert student_t_sf2(2.776445105, 4) == pytest.approx(0.05, abs=1e-8)
-    assert student_t_sf2(1.959963985, 1e8) == pytest.approx(0.05, abs=1e-6)  # -> normal
-    assert betainc(2.0, 3.0, 0.4) == pytest.approx(0.5248, abs=1e-12)  # polynomial closed form
+def test_welch_ttest_is_scipys() -> None:
+    rng = np.random.default_rng(3)
+    for na, nb in ((2, 2), (3, 5), (7, 4)):
+        a, b = rng.normal(90, 0.3, na), rng.normal(89.5, 0.8, nb)
+        r, ref = welch_ttest(a, b), scipy.stats.ttest_ind(a, b, equal_var=False)
+        assert (r.t, r.df, r.p) == (ref.statistic, ref.df, ref.pvalue)
 
 
-def test_student_t_cdf_matches_numerical_integration() -> None:
-    df, t = 5.5, 1.7
-    x = np.linspace(-400.0, t, 2_000_001)
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
-    tail = 0.5 * student_t_sf2(400.0, df)  # the integral's missing left tail
-    integral = float(np.sum((pdf[1:] + pdf[:-1]) * np.diff(x)) / 2)  # trapezoid rule
-    assert student_t_cdf(t, df) == pytest.approx(integral + tail, abs=1e-7)
+def test_difference_interval_is_the_welch_t_interval() -> None:
+    # Computed here from its formula, independently of SciPy's interval code.
+    a, b = [90.1, 90.5, 89.8], [89.0, 89.9, 89.2, 89.4]
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    half = scipy.stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    diff = np.mean(a) - np.mean(b)
+    lo, hi = difference_interval(a, b)
+    assert lo == pytest.approx(diff - half, abs=1e-12) and hi == pytest.approx(
+        diff + half, abs=1e-12
+    )
+    assert difference_interval([1.0, 1.0], [0.5, 0.5]) == (0.5, 0.5)  # no spread at all
+    assert all(math.isnan(x) for x in difference_interval([1.0], [0.5, 0.7]))
 
 
 def test_welch_ttest_known_value() -> None:
