@@ -205,7 +205,8 @@ def read_torch(path: str | os.PathLike) -> Any:
         if "unsupported global" in text or "unsupported class" in text:
             raise UnreadableTorchFile(
                 f"refusing to load {p}: it contains arbitrary Python objects (pickled classes "
-                "or functions, which can run code when unpickled); re-save just the weights "
+                "or functions, which can run code when unpickled), so it was not loaded for "
+                "safety; re-save just the weights "
                 "(torch.save(model.state_dict(), path)) where the file is trusted",
                 unsafe=True,
             ) from None

@@ -28,7 +28,14 @@ from tqdm.auto import tqdm
 
 from kdlib import faults
 from kdlib.config import TrainConfig
-from kdlib.data import CifarData, DeviceLoader, load_dataset, split_validation, subset_indices
+from kdlib.data import (
+    CifarData,
+    DeviceLoader,
+    cached_meta,
+    load_dataset,
+    split_validation,
+    subset_indices,
+)
 from kdlib.environment import environment_info, resolve_device
 from kdlib.errors import KdlibError
 from kdlib.evaluate import default_eval_batch_size, evaluate
@@ -68,6 +75,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def split_sizes(cfg: TrainConfig, n_train: int, n_test: int) -> tuple[int, int, int]:
+    """Images that train, validate and test a run, from the split sizes alone; limits
+    above what a split holds are refused (one rule for both limits)."""
+    if cfg.val_size >= n_train:
+        raise KdlibError(
+            f"--val-size={cfg.val_size}: leaves no training data, the training set has "
+            f"{n_train} images; use a smaller --val-size"
+        )
+    remain = n_train - cfg.val_size
+    if cfg.train_limit is not None and cfg.train_limit > remain:
+        raise KdlibError(
+            f"--train-limit={cfg.train_limit}: only {remain} training images "
+            f"remain after the {cfg.val_size}-image validation split"
+        )
+    if cfg.test_limit is not None and cfg.test_limit > n_test:
+        raise KdlibError(f"--test-limit={cfg.test_limit}: the test split has only {n_test} images")
+    train = remain if cfg.train_limit is None else cfg.train_limit
+    test = n_test if cfg.test_limit is None else cfg.test_limit
+    return train, cfg.val_size, test
+
+
 def make_loaders(
     cfg: TrainConfig, data: CifarData, device: torch.device, speed: Speed | None = None
 ) -> tuple[Any, DeviceLoader | None, DeviceLoader]:
@@ -77,13 +105,9 @@ def make_loaders(
     a DataLoader with per-image Pillow augmentation (evaluation stays on the device).
     """
     speed = speed or resolve_speed(cfg, device)
+    split_sizes(cfg, len(data.train_labels), len(data.test_labels))  # refuses bad limits
     train_idx, val_idx = split_validation(data.train_labels, cfg.val_size)
     if cfg.train_limit is not None:
-        if cfg.train_limit > len(train_idx):
-            raise KdlibError(
-                f"--train-limit={cfg.train_limit}: only {len(train_idx)} training images "
-                f"remain after the {cfg.val_size}-image validation split"
-            )
         train_idx = train_idx[subset_indices(data.train_labels[train_idx], cfg.train_limit)]
     common: dict[str, Any] = {"mean": data.mean, "std": data.std, "device": device}
     eval_bs = cfg.eval_batch_size or default_eval_batch_size(device)
@@ -123,10 +147,6 @@ def make_loaders(
             **common,
         )
     test_idx = np.arange(len(data.test_labels))
-    if cfg.test_limit is not None and cfg.test_limit > len(test_idx):
-        raise KdlibError(
-            f"--test-limit={cfg.test_limit}: the test split has only {len(test_idx)} images"
-        )
     if cfg.test_limit is not None:
         test_idx = subset_indices(data.test_labels, cfg.test_limit)
     test = DeviceLoader(
@@ -427,38 +447,41 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
     if cfg.deterministic:
         set_deterministic()
     speed = resolve_speed(cfg, device)
+    meta = cached_meta(cfg.dataset, cfg.cache_dir)
+    if resume is None and meta is not None:
+        # Every input of the identity is known before any data is loaded or any teacher
+        # or method is built (AB's init epochs, a teacher trained first): a finished run
+        # never changes, so it is found without the lock (a read-only runs folder still
+        # answers with it) and returned at once.
+        n_train, n_test = meta["counts"]["train"], meta["counts"]["test"]
+        ident = run_identity(
+            cfg, device, speed, meta["fingerprint"], len(meta["classes"]), n_train, n_test
+        )
+        record = find_run(cfg.runs_dir, ident["config_hash"])
+        if record is not None and _status(record) in FINISHED:
+            return _reuse(record, progress)
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
+    config = run_identity(
+        cfg,
+        device,
+        speed,
+        data.fingerprint,
+        data.num_classes,
+        len(data.train_labels),
+        len(data.test_labels),
+    )
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device, speed)
     teacher, teacher_run = build_teacher(cfg, data.num_classes, device, progress)
     distiller, optimizer, scheduler = build_method(cfg, data, device, speed, teacher, train_loader)
-    milestones = cfg.milestone_epochs()
-
-    config = cfg.to_dict()
-    config.update(
-        method_hparams=distiller.hparams,
-        milestone_epochs=milestones,
-        teacher_run=teacher_run,
-        method_record=distiller.record(),
-        speed=speed.to_dict(),
-        speed_reason=speed_reason(cfg, device, speed),
-        dataset_fingerprint=data.fingerprint,
-        num_classes=data.num_classes,
-        train_size=train_loader.num_examples,
-        val_size_actual=0 if val_loader is None else val_loader.num_examples,
-        test_size=test_loader.num_examples,
-    )
-    if method_class(cfg.method).revision:  # what the method computes changed (a fixed bug)
-        config["method_revision"] = method_class(cfg.method).revision
-    if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
-        config["teacher_checkpoint_sha256"] = [
-            file_sha256(c) if c else None for c in cfg.teacher_checkpoints()
-        ]
-    config["config_hash"] = config_hash(config)
-    if resume is None:  # a finished run never changes: found without the lock, so a
-        # read-only runs folder still answers with it
-        record = find_run(cfg.runs_dir, config["config_hash"])
-        if record is not None and _status(record) in FINISHED:
-            return _reuse(record, progress)
+    config.update(teacher_run=teacher_run, method_record=distiller.record())
+    built = {
+        "method_hparams": distiller.hparams,
+        "train_size": train_loader.num_examples,
+        "val_size_actual": 0 if val_loader is None else val_loader.num_examples,
+        "test_size": test_loader.num_examples,
+    }
+    if any(config[k] != v for k, v in built.items()):  # the identity must describe the run
+        raise RuntimeError(f"run identity disagrees with the built run: {built} vs {config}")
     # Training writes its record and its checkpoints: both folders must take files.
     ensure_writable_dir(cfg.runs_dir, "--runs-dir")
     ensure_writable_dir(weights_root(cfg.cache_dir), "--cache-dir (training checkpoints)")
@@ -488,6 +511,44 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
         loop = _Loop(cfg, record, distiller, optimizer, scheduler, device, progress, speed)
         loop.run(train_loader, val_loader, test_loader)
     return record.path
+
+
+def run_identity(
+    cfg: TrainConfig,
+    device: torch.device,
+    speed: Speed,
+    fingerprint: str,
+    num_classes: int,
+    n_train: int,
+    n_test: int,
+) -> dict[str, Any]:
+    """The run's config record, ``config_hash`` included, from its settings and the
+    dataset's fingerprint and sizes alone. What only building the run can tell
+    (``teacher_run``, ``method_record``) is no part of the identity and is left None."""
+    cls = method_class(cfg.method)
+    train_size, val_size, test_size = split_sizes(cfg, n_train, n_test)
+    config = cfg.to_dict()
+    config.update(
+        method_hparams=resolve_params(cls, cfg.method_params),
+        milestone_epochs=cfg.milestone_epochs(),
+        teacher_run=None,
+        method_record=None,
+        speed=speed.to_dict(),
+        speed_reason=speed_reason(cfg, device, speed),
+        dataset_fingerprint=fingerprint,
+        num_classes=num_classes,
+        train_size=train_size,
+        val_size_actual=val_size,
+        test_size=test_size,
+    )
+    if cls.revision:  # what the method computes changed (a fixed bug)
+        config["method_revision"] = cls.revision
+    if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
+        config["teacher_checkpoint_sha256"] = [
+            file_sha256(c) if c else None for c in cfg.teacher_checkpoints()
+        ]
+    config["config_hash"] = config_hash(config)
+    return config
 
 
 def _status(record: RunRecord) -> str | None:

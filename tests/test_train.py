@@ -125,9 +125,15 @@ def test_a_held_lock_stops_a_second_process_of_the_same_configuration(
 ) -> None:
     cfg = _cfg(tiny_data, tmp_path, epochs=1)
     first = RunRecord(run_training(cfg, progress=False))
+    # A finished run never changes: found even while another process holds the lock.
+    with run_lock(cfg.runs_dir, first.config()["config_hash"]):
+        assert run_training(cfg, progress=False) == first.path
+    # One in progress elsewhere (lock held, record says running) is not touched.
+    metrics = first.metrics()
+    first.write_metrics({**metrics, "status": "running"})
     with run_lock(cfg.runs_dir, first.config()["config_hash"]), pytest.raises(RunLocked):
         run_training(cfg, progress=False)
-    assert run_training(cfg, progress=False) == first.path
+    assert first.metrics()["status"] == "running"
 
 
 def test_teacher_checkpoint_counts_by_content_not_path(
@@ -262,6 +268,46 @@ def test_rerunning_a_completed_configuration_returns_it_without_training(
     assert (first / "metrics.json").stat().st_mtime_ns == stamp
     other = run_training(_cfg(tiny_data, tmp_path, epochs=1, seed=3), progress=False)
     assert other != first
+
+
+def test_a_finished_ab_run_is_found_before_any_data_is_loaded(
+    tiny_data: dict, tmp_path: Path, teacher_checkpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AB's setup trains (its init epochs) and a lookup used to load the data and build the
+    # method first: its identity is now computed from the settings and the cache's meta.
+    cfg = _cfg(
+        tiny_data,
+        tmp_path,
+        method="ab",
+        teacher="resnet14",
+        teacher_checkpoint=teacher_checkpoint,
+        epochs=1,
+    )
+    first = run_training(cfg, progress=False)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished run must be found without this")
+
+    for name in ("load_dataset", "make_loaders", "build_teacher", "build_method"):
+        monkeypatch.setattr(kdlib.train, name, forbidden)
+    assert run_training(cfg, progress=False) == first
+    # The early identity is the recorded one, key for key.
+    recorded = RunRecord(first).config()
+    ident = kdlib.train.run_identity(
+        cfg,
+        torch.device("cpu"),
+        kdlib.train.resolve_speed(cfg, torch.device("cpu")),
+        recorded["dataset_fingerprint"],
+        recorded["num_classes"],
+        400,  # the tiny data set's train and test sizes
+        200,
+    )
+    assert ident["config_hash"] == recorded["config_hash"]
+    assert {k: v for k, v in ident.items() if k not in ("teacher_run", "method_record")} == {
+        k: v
+        for k, v in recorded.items()
+        if k not in ("teacher_run", "method_record", "state_dir", "run_id")
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from kdlib.data.autoaugment import (
     cifar10_autoaugment,
     draw_subpolicies,
 )
-from kdlib.data.cache import CifarData, load_dataset, prepare_dataset
+from kdlib.data.cache import CifarData, cached_meta, load_dataset, prepare_dataset
 from kdlib.data.loader import DeviceLoader
 from kdlib.data.registry import DATASETS, dataset_stats
 from kdlib.data.split import split_validation, subset_indices
@@ -21,6 +21,7 @@ __all__ = [
     "CIFAR10_POLICY",
     "DATASETS",
     "CifarData",
+    "cached_meta",
     "DeviceLoader",
     "apply_subpolicies",
     "cifar10_autoaugment",

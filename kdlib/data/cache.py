@@ -28,7 +28,7 @@ from kdlib.data.manifest import verify_manifest
 from kdlib.data.raw import RawDataset, check_split, require_splits
 from kdlib.data.registry import SPLITS, DatasetSpec, get_spec
 from kdlib.errors import DataError
-from kdlib.io import atomic_write, ensure_writable_dir, read_json_object
+from kdlib.io import UnreadableRecord, atomic_write, ensure_writable_dir, read_json_object
 from kdlib.paths import resolve_cache_dir, resolve_data_dir
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,24 @@ def prepare_dataset(
             log.warning("%s; rebuilding it", exc)
     _prepare(spec, folder, data_dir, download, workers, progress)
     return folder
+
+
+def cached_meta(name: str, cache_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The prepared cache's ``meta.json`` (classes, counts, fingerprint), read without
+    loading or verifying the arrays; None when there is no usable one.
+
+    Enough to compute a run's identity, so a finished run is found before any data is
+    loaded; training itself always goes through ``load_dataset``, which verifies.
+    """
+    folder = resolve_cache_dir(cache_dir) / get_spec(name).name
+    try:
+        meta = read_json_object(folder / META_FILE)
+    except UnreadableRecord:
+        return None
+    ok = isinstance(meta.get("classes"), list) and isinstance(meta.get("fingerprint"), str)
+    counts = meta.get("counts")
+    ok = ok and isinstance(counts, dict) and all(isinstance(counts.get(s), int) for s in SPLITS)
+    return meta if ok else None
 
 
 def load_dataset(
