@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from kdlib.io import atomic_write
+from kdlib.method_catalogue import METHOD_ORDER
 from kdlib.paper import TABLES, base_method, method_key, method_label, model_label, paper_results
 from kdlib.runs import RunRecord, load_runs
 from kdlib.stats import difference_interval, mean_std, welch_ttest
@@ -43,25 +44,6 @@ METRICS: dict[str, str] = {
     "test_acc_at_best_val": "epoch chosen on validation",
     "best_test_acc": "best test epoch (paper's way)",
 }
-
-# Method order in figures: the paper's Table 3 order first, then the rest.
-METHOD_ORDER = (
-    "nokd",
-    "kd",
-    "takd",
-    "uda",
-    "uda_nokd",
-    "mkd",
-    "rkd",
-    "sfd",
-    "oh",
-    "pkd",
-    "ab",
-    "triplet",
-    "fitnet",
-    "at",
-    "dkd",
-)
 
 # Runs of a grid study that are not runs of "the" method: KD with swept T and lambda.
 EXCLUDED_GRIDS = ("kdparam",)

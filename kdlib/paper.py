@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from kdlib.method_catalogue import TEACHER_FREE, VARIANT_METHODS, label_of
+
 PAPER = "Ruffy & Chahal 2019, arXiv 1912.10850v1"
 
 # What each table compares; used as figure titles.
@@ -32,12 +34,9 @@ TABLES: dict[str, str] = {
     "table4": "Table 4: methods, ResNet26 -> ResNet8 (CIFAR-10, 350 epochs)",
 }
 
-# Methods that use no teacher: their paper rows carry ``teacher=None`` and match our
-# teacher-free runs of the same student, whatever teacher the table is about.
-TEACHER_FREE = ("nokd", "uda_nokd")
-
-# Methods with a ``variant`` parameter (original | seed) in kdlib.
-VARIANT_METHODS = ("ab", "oh", "pkd", "rkd", "sfd", "triplet", "uda")
+# Methods that use no teacher (their paper rows carry ``teacher=None`` and match our
+# teacher-free runs of the same student) and methods with a ``variant`` parameter come
+# from the one catalogue of methods.
 SEED_SUFFIX = ":seed"
 
 
@@ -51,27 +50,6 @@ def method_key(method: str, variant: object = None) -> str:
 def base_method(key: str) -> str:
     """The kdlib method name of a key (``oh:seed`` -> ``oh``)."""
     return key.removesuffix(SEED_SUFFIX) if isinstance(key, str) else key
-
-
-_METHOD_LABELS = {
-    "nokd": "NOKD",
-    "kd": "KD",
-    "takd": "TAKD",
-    "uda": "UDA",
-    "uda_nokd": "UDA-NOKD",
-    "mkd": "MKD",
-    "rkd": "RKD",
-    "sfd": "SFD",
-    "oh": "OH",
-    "pkd": "PKD",
-    "ab": "AB",
-    "triplet": "Triplet",
-    "fitnet": "FitNet",
-    "at": "AT",
-    "dkd": "DKD",
-    "kdparam": "KD (T x lambda grid)",
-    "allkd": "KD (all teachers)",
-}
 
 
 @dataclass(frozen=True)
@@ -187,7 +165,7 @@ def method_label(method: str) -> str:
     with variants it says which ran (``oh:seed`` -> ``OH (seed code)``, ``oh`` -> ``OH
     (original)``)."""
     base = base_method(method)
-    label = _METHOD_LABELS.get(base, str(base).upper())
+    label = label_of(base)
     if base in VARIANT_METHODS:
         label += " (seed code)" if str(method).endswith(SEED_SUFFIX) else " (original)"
     return label

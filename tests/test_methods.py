@@ -93,3 +93,18 @@ def test_bad_parameters_are_rejected(params: dict, message: str) -> None:
 def test_string_parameters_from_the_cli_are_converted() -> None:
     method = create_method("kd", Fixed(STUDENT), Fixed(TEACHER), T="4", **{"lambda": "0.7"})
     assert method.hparams == {"T": 4.0, "lambda": 0.7}
+
+
+def test_the_method_catalogue_agrees_with_the_registry() -> None:
+    # The torch-free catalogue (labels, figure order) must describe every registered
+    # method as the registry defines it: teacher or not, variants or not, grid or not.
+    from kdlib.method_catalogue import BY_NAME
+    from kdlib.methods import GridMethod
+
+    assert sorted(BY_NAME) == sorted(list_methods())
+    for name, info in BY_NAME.items():
+        cls = method_class(name)
+        assert info.grid == issubclass(cls, GridMethod), name
+        if not info.grid:
+            assert info.needs_teacher == cls.needs_teacher, name
+        assert info.has_variants == ("variant" in cls.params), name
