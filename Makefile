@@ -11,7 +11,7 @@ RUNS     ?= runs
 BIN      := $(VENV)/bin
 CKPT     := $(DATA_DIR)/reference-checkpoints
 
-.PHONY: install main test lint demo figures reproduce dry-run lab fixtures clean
+.PHONY: install main test test-fast lint demo figures reproduce dry-run lab fixtures clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# The quick tier while working: everything but the tests marked slow (end-to-end runs,
+# kill tests, notebooks, JupyterLab, the real data). CI runs the whole `make test`.
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 # The seed paper's ResNet26 teacher on the lossless test split, then a short KD run of a
 # ResNet8 student from it.

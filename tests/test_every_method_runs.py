@@ -11,6 +11,8 @@ from kdlib.methods import GridMethod, list_methods, method_class
 from kdlib.runs import RunRecord
 from kdlib.train import run_method
 
+pytestmark = pytest.mark.slow  # one real training run per method and variant
+
 # Small grids so that grid methods stay quick in CI; their full defaults are tested elsewhere.
 GRID_PARAMS = {
     "kdparam": {"T_values": "1,5", "lambda_values": "0.5"},

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a JupyterLab server started and driven
+
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "kdlib-test"
 

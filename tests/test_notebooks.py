@@ -14,6 +14,8 @@ from kdlib.errors import KdlibError
 from kdlib.notebooks import FIGURES, execute_notebook, expected_files, render_all
 from kdlib.runs import RunRecord
 
+pytestmark = pytest.mark.slow  # notebooks executed by papermill in a kernel
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 FIXTURE = REPO / "tests" / "fixtures" / "runs"

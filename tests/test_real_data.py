@@ -11,6 +11,8 @@ import pytest
 from kdlib.cli import main
 from kdlib.runs import RunRecord
 
+pytestmark = pytest.mark.slow  # the real CIFAR-10 and the released checkpoints
+
 # Reported CIFAR-10 test accuracies of the seed paper's released checkpoints.
 REPORTED = {
     "resnet8_cifar10.pth": ("resnet8", 89.59),

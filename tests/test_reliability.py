@@ -17,6 +17,8 @@ import torch
 
 from kdlib.runs import RunRecord, load_runs
 
+pytestmark = pytest.mark.slow  # kill tests: child processes killed and resumed
+
 HISTORY_COLS = [
     "epoch",
     "lr",

@@ -71,6 +71,7 @@ def test_a_sweep_with_failed_runs_exits_1_and_says_why(
     assert "error" in out and "fault injected at epoch-end:1" in out
 
 
+@pytest.mark.slow
 def test_sigterm_is_recorded_like_sigint(tiny_data: dict, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "kdlib", "train", "--epochs", "200", "--batch-size", "50"]

@@ -160,6 +160,7 @@ def test_submitit_local_executor_interrupted_then_rerun(tiny_data: dict, tmp_pat
     assert set(load_runs(tmp_path / "runs")["status"]) == {"completed"}
 
 
+@pytest.mark.slow
 def test_sweep_via_notebook_keeps_the_executed_notebook(tiny_data: dict, tmp_path: Path) -> None:
     pytest.importorskip("papermill")
     path = _sweep_file(tmp_path, tiny_data, first=1, second=1)
