@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR10_CLASSES, pickle_batch, write_cifar10_pickles
 from PIL import Image
 
 import kdlib.data.cache as cache_mod
@@ -37,6 +36,7 @@ from kdlib.data import (
     subset_indices,
 )
 from kdlib.errors import DataError, KdlibError
+from tests.conftest import CIFAR10_CLASSES, pickle_batch, write_cifar10_pickles
 
 PER_CLASS = {"train": 3, "test": 2}
 

@@ -1,0 +1,1 @@
+"""Tests of kdlib.data: one file per module of the data package."""

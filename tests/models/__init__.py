@@ -1,0 +1,1 @@
+"""Tests of kdlib.models: one file per module of the model zoo."""
