@@ -1,4 +1,5 @@
-"""Model zoo: names, parameter counts, feature outputs and safe checkpoint loading."""
+"""Checkpoints (kdlib/models/checkpoints.py): loading the released files, safe and strict
+loading with errors that say what does not fit, and saving."""
 
 from __future__ import annotations
 
@@ -7,45 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kdlib.errors import CheckpointError, KdlibError
-from kdlib.models import (
-    create_model,
-    list_models,
-    load_state_dict,
-    load_weights,
-    model_description,
-    save_weights,
-)
-
-# Parameter counts for 10 classes. The paper ResNets and WRN-10/16/28-1 are the counts the
-# seed paper reports for its released checkpoints; the rest are the usual published sizes.
-PARAMS = {
-    "resnet8": 89_322,
-    "resnet14": 186_538,
-    "resnet20": 283_754,
-    "resnet26": 380_970,
-    "resnet32": 478_186,
-    "resnet44": 672_618,
-    "resnet56": 867_050,
-    "resnet10": 4_903_242,
-    "resnet18": 11_173_962,
-    "resnet34": 21_282_122,
-    "resnet10_seed": 4_903_242,  # the same modules as resnet10/18/34: another forward
-    "resnet18_seed": 11_173_962,
-    "resnet34_seed": 21_282_122,
-    "wrn10_1": 77_850,
-    "wrn16_1": 175_066,
-    "wrn16_2": 691_674,
-    "wrn16_4": 2_748_890,
-    "wrn22_4": 4_298_970,
-    "wrn28_1": 369_498,
-    "wrn28_2": 1_467_610,
-    "wrn40_1": 563_930,
-    "wrn40_2": 2_243_546,
-}
+from kdlib.errors import CheckpointError
+from kdlib.models import create_model, load_state_dict, load_weights, save_weights
 
 # Released checkpoint file -> (model name, number of classes).
 REFERENCE = {
@@ -57,136 +23,6 @@ REFERENCE = {
     "WRN16_1_cifar10.pth": ("wrn16_1", 10),
     "WRN28_1_cifar10.pth": ("wrn28_1", 10),
 }
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-# --- registry ---------------------------------------------------------------------------
-
-
-def test_registry_lists_exactly_the_known_models() -> None:
-    assert sorted(list_models()) == sorted(PARAMS)
-    for name in list_models():
-        desc = model_description(name)
-        assert desc and "\n" not in desc
-
-
-def test_paper_resnet_description() -> None:
-    assert model_description("resnet8") == (
-        "paper ResNet, 3 stages x 1 BasicBlock (16/32/64 ch), 64-ch stem"
-    )
-
-
-@pytest.mark.parametrize("name", list(PARAMS))
-def test_parameter_count(name: str) -> None:
-    assert n_params(create_model(name)) == PARAMS[name]
-
-
-def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(KdlibError) as info:
-        create_model("resnet9000")
-    msg = str(info.value)
-    assert "resnet9000" in msg and "see `kdlib models`" in msg
-    for name in PARAMS:
-        assert name in msg
-    with pytest.raises(KdlibError, match="valid names"):
-        model_description("nope")
-
-
-def test_names_are_case_insensitive() -> None:
-    assert n_params(create_model("WRN10_1")) == PARAMS["wrn10_1"]
-
-
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
-def test_bad_num_classes(bad: object) -> None:
-    with pytest.raises(KdlibError, match="num_classes"):
-        create_model("resnet8", num_classes=bad)  # type: ignore[arg-type]
-
-
-# --- forward and features ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("num_classes", [10, 100])
-@pytest.mark.parametrize("name", list(PARAMS))
-def test_forward_and_features(name: str, num_classes: int) -> None:
-    torch.manual_seed(0)
-    model = create_model(name, num_classes).eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        logits = model(x)
-        logits2, feats = model(x, features=True)
-    assert logits.shape == (2, num_classes)
-    torch.testing.assert_close(logits, logits2)
-    assert set(feats) == {"stages", "preact", "embedding"} | (
-        set() if name.startswith("wrn") else {"stem"}
-    )
-
-    channels = model.stage_channels
-    assert len(feats["stages"]) == len(feats["preact"]) == len(channels)
-    for i, (stage, pre, ch) in enumerate(
-        zip(feats["stages"], feats["preact"], channels, strict=True)
-    ):
-        side = 32 // 2**i  # first stage keeps the resolution, each later one halves it
-        assert stage.shape == pre.shape == (2, ch, side, side)
-        if name.startswith("wrn"):
-            # pre-activation: no ReLU at the end of a stage, both are the raw stage output
-            assert pre is stage
-        else:
-            torch.testing.assert_close(stage, F.relu(pre))
-            assert (pre < 0).any()
-
-    emb = feats["embedding"]
-    assert emb.shape == (2, model.embedding_dim)
-    assert model.linear.in_features == model.embedding_dim
-    torch.testing.assert_close(model.linear(emb), logits)
-
-
-def test_feature_sizes_per_family() -> None:
-    assert create_model("resnet20").embedding_dim == 256  # 64 channels x 2 x 2
-    assert create_model("resnet20").stage_channels == [16, 32, 64]
-    assert create_model("resnet10").stage_channels == [64, 128, 256, 512]
-    assert create_model("resnet10").embedding_dim == 512
-    assert create_model("wrn16_2").stage_channels == [32, 64, 128]
-    assert create_model("wrn16_2").embedding_dim == 128
-
-
-@pytest.mark.parametrize("name", ["resnet14", "resnet10", "wrn16_2"])
-def test_forward_traces_without_python_control_flow(name: str) -> None:
-    """FX symbolic tracing fails on data-dependent Python branches and .item() calls."""
-    model = create_model(name).eval()
-    traced = torch.fx.symbolic_trace(model, concrete_args={"features": True})
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        logits, feats = traced(x, True)
-        torch.testing.assert_close(logits, model(x))
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compile imports
-def test_forward_compiles_to_one_graph() -> None:
-    """No graph breaks under torch.compile (dynamo tracing only: the eager backend)."""
-    x = torch.randn(2, 3, 32, 32)
-    for name in ("resnet14", "wrn10_1"):
-        model = create_model(name).eval()
-        compiled = torch.compile(model, backend="eager", fullgraph=True)
-        with torch.no_grad():
-            logits, _ = compiled(x, features=True)
-            torch.testing.assert_close(logits, model(x))
-            torch.testing.assert_close(compiled(x), model(x))
-
-
-def test_paper_resnet_has_no_relu_between_blocks() -> None:
-    """Within a stage the paper's blocks add without a ReLU; only the stage output is ReLU'd."""
-    model = create_model("resnet14").eval()
-    x = torch.randn(2, 64, 32, 32)
-    with torch.no_grad():
-        first = model.layer1[0](x)
-        assert (first < 0).any()
-        torch.testing.assert_close(model.layer1[1](first), model.layer1[1].preact(first))
-
-
-# --- checkpoint loading against the released files ----------------------------------------
 
 
 @pytest.mark.shared_data
@@ -226,8 +62,6 @@ def test_reference_wrong_architecture(reference_checkpoints: Path) -> None:
     msg = str(info.value)
     assert "wrong architecture: the checkpoint is `wrn16_1`, the model is `resnet20`" in msg
 
-
-# --- checkpoint loading: safety, formats and errors (no shared data needed) ------------------
 
 _UNPICKLED: list[str] = []
 
