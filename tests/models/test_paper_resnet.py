@@ -1,10 +1,13 @@
-"""The seed paper's ResNets (kdlib/models/paper_resnet.py)."""
+"""The seed paper's ResNets (kdlib/models/paper_resnet.py), also against the seed's code."""
 
 from __future__ import annotations
 
 import torch
 
 from kdlib.models import create_model, model_description
+from tests.methods.helpers import make_models as _models
+from tests.seed_reference import reference_batch as _batch
+from tests.seed_reference import seed_forward
 
 
 def test_paper_resnet_description() -> None:
@@ -21,3 +24,12 @@ def test_paper_resnet_has_no_relu_between_blocks() -> None:
         first = model.layer1[0](x)
         assert (first < 0).any()
         torch.testing.assert_close(model.layer1[1](first), model.layer1[1].preact(first))
+
+
+def test_the_seed_forward_transcription_matches_the_released_architecture() -> None:
+    """Sanity of the reference: kdlib's paper ResNets compute the seed's ``forward``."""
+    student, _ = _models()
+    x, _ = _batch()
+    student.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(student(x), seed_forward(student, x))

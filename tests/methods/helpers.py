@@ -1,6 +1,7 @@
-"""Shared references for the method tests: plain-Python / NumPy losses and a fixed 'model'.
+"""Shared by the method tests: plain-Python / NumPy losses, a fixed 'model', real models on
+small batches, and the CLI and grid helpers.
 
-Imported as ``from tests.method_helpers import ...`` (pytest puts the repo root on the path).
+Imported as ``from tests.methods.helpers import ...`` (pytest puts the repo root on the path).
 """
 
 from __future__ import annotations
@@ -8,8 +9,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
+
+from kdlib.cli import main
+from kdlib.config import TrainConfig
+from kdlib.methods import TrainContext, method_class, resolve_params
+from kdlib.models import create_model
 
 # ---------------------------------------------------------------- plain-Python references
 
@@ -79,3 +86,54 @@ STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
 TEACHER = [[2.0, 1.0, 0.0], [0.5, 0.5, 4.0]]
 LABELS = [1, 2]
 INDEX = torch.tensor([0, 1])  # the inputs: rows 0 and 1 of the Fixed logits
+
+
+# ---------------------------------------------------------------- real models, small batches
+
+
+def np64(x: torch.Tensor) -> np.ndarray:
+    return x.detach().double().numpy()
+
+
+def make_models(student: str = "resnet8", teacher: str = "resnet14") -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    return create_model(student, 10), create_model(teacher, 10)
+
+
+def make_batch(n: int = 4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def train_context(loader: list, epochs: int = 1) -> TrainContext:
+    return TrainContext(
+        epochs=epochs,
+        steps_per_epoch=len(loader),
+        num_classes=10,
+        mean=torch.zeros(3),
+        std=torch.ones(3),
+        device=torch.device("cpu"),
+        seed=0,
+        train_loader=loader,
+    )
+
+
+def total(losses: dict[str, torch.Tensor]) -> float:
+    return float(sum(losses.values()).item())
+
+
+# ---------------------------------------------------------------- the CLI and grid methods
+
+
+def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``kdlib`` expecting exit code 2; return its one-line message."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdlib: error:") and "\n" not in err, err
+    return err
+
+
+def expand(cfg: TrainConfig) -> list[TrainConfig]:
+    cls = method_class(cfg.method)
+    cfg.validate()
+    return cls.expand(cfg, resolve_params(cls, cfg.method_params))
