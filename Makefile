@@ -11,7 +11,7 @@ RUNS     ?= runs
 BIN      := $(VENV)/bin
 CKPT     := $(DATA_DIR)/reference-checkpoints
 
-.PHONY: install main test test-fast lint demo figures reproduce dry-run lab fixtures clean
+.PHONY: install main test test-fast lint chromium demo figures reproduce dry-run lab fixtures clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,29 @@ main: figures demo
 lint: install
 	$(BIN)/ruff check kdlib tests notebooks
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest -q
 
+# The browser test drives Debian's Chromium (tests/test_browser.py): installed with apt-get
+# where it is missing and we are root (CI). Where it cannot be, this says why and goes on,
+# and the browser test skips with the reason.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "chromium: $(CHROMIUM) missing and not root: the browser test will skip"; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "chromium: $(CHROMIUM) missing and no apt-get: the browser test will skip"; \
+	else \
+		echo "chromium: installing Debian's chromium with apt-get"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; } \
+		|| echo "chromium: apt-get failed: the browser test will skip"; \
+	fi
+
 # The quick tier while working: everything but the tests marked slow (end-to-end runs,
-# kill tests, notebooks, JupyterLab, the real data). CI runs the whole `make test`.
+# kill tests, notebooks, JupyterLab and the browser, the real data). CI runs the whole
+# `make test`.
 test-fast: lint
 	$(BIN)/pytest -q -m "not slow"
 
