@@ -1,0 +1,91 @@
+"""Decoding images (kdlib/data/decode.py): the process pool, its fallback when a worker
+stalls, the default worker count, and images of the wrong size."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kdlib.data import load_dataset
+from kdlib.errors import DataError
+from tests.data.helpers import assert_matches as _assert_matches
+from tests.data.helpers import expected_arrays as _expected
+from tests.data.helpers import load as _load
+
+
+def test_parallel_decoding_matches_and_reports_bad_files(archives, c10: dict, monkeypatch) -> None:
+    monkeypatch.setattr("kdlib.data.decode.PARALLEL_MIN_ITEMS", 4)  # use the pool on tiny data
+    data_dir, rows = archives
+    cache = data_dir.parent / "cache"
+    d = load_dataset("cifar10", data_dir=data_dir, cache_dir=cache, workers=2, progress=False)
+    _assert_matches(d, _expected(c10))
+    tree_dir = data_dir.parent / "staging"
+    bad = tree_dir / rows[-1]["path"]
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=f"cannot decode image .*{bad.name}"):
+        load_dataset("cifar10", data_dir=tree_dir, cache_dir=cache / "2", workers=2)
+
+
+def _png_items(n: int) -> list[tuple[str, str, bytes]]:
+    rng = np.random.default_rng(7)
+    items = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+        items.append((f"k{i}", f"img{i}.png", buf.getvalue()))
+    return items
+
+
+@pytest.mark.parametrize("failure", ["killed", "stuck"])
+def test_a_stalled_decoding_pool_falls_back_to_this_process(monkeypatch, failure: str) -> None:
+    # CI once hung for 88 minutes inside a decoding pool: a worker that dies or hangs must
+    # cost at most STALL_SECONDS, then the rest is decoded here, in input order.
+    import os
+    import signal
+
+    import kdlib.data.decode as decode
+
+    items = _png_items(12)
+    expected = [decode._decode_item(it) for it in items]
+    parent, real = os.getpid(), decode._decode_item
+
+    def flaky(item):
+        if os.getpid() != parent and item[0] == "k5":
+            if failure == "killed":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(600)
+        return real(item)
+
+    monkeypatch.setattr(decode, "_decode_item", flaky)  # forked workers inherit it
+    monkeypatch.setattr(decode, "PARALLEL_MIN_ITEMS", 4)
+    monkeypatch.setattr(decode, "CHUNK_ITEMS", 2)
+    monkeypatch.setattr(decode, "STALL_SECONDS", 3.0)
+    start = time.perf_counter()
+    with pytest.warns(decode.PoolStalledWarning, match="stopped answering"):
+        got = decode.decode_many(items, workers=2, progress=False)
+    assert time.perf_counter() - start < 30
+    assert [k for k, _ in got] == [k for k, _ in expected]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_default_workers_counts_the_cores_this_process_may_use(monkeypatch) -> None:
+    import os
+
+    import kdlib.data.decode as decode
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert decode.default_workers() == 2
+
+
+def test_image_of_wrong_size_names_the_file(tree) -> None:
+    data_dir, rows = tree
+    bad = data_dir / rows[3]["path"]
+    Image.new("RGB", (31, 32)).save(bad, lossless=True)
+    with pytest.raises(DataError, match=f"{bad.name}.* 31x32"):
+        _load(data_dir, data_dir.parent / "cache")
