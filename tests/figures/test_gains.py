@@ -1,0 +1,78 @@
+"""Each method's gain over nokd in Table 3's pair (kdlib.figures.gains): the seeds, the
+mean with its Welch interval and the paper's gain, against SciPy on the JSON files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from matplotlib.collections import PathCollection
+
+from kdlib import figures
+from kdlib.figures.gains import _row_labels
+from kdlib.paper import method_key, method_label, paper_results
+from tests.figures.helpers import plain, texts
+
+
+def test_each_panel_draws_seeds_mean_interval_and_the_papers_gain(runs, raw) -> None:
+    fig = figures.gains_figure(runs)
+    paper = dict(zip(*paper_results("table3")[["method", "accuracy"]].T.values, strict=True))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["200 epochs", "350 epochs (not the paper's 200)"]
+    for ax, epochs in zip(panels, (200, 350), strict=True):
+        pair = plain(raw, student="resnet8", epochs=epochs)
+        pair = pair[pair["teacher"].isna() | pair["teacher_checkpoint"].notna()]
+        keys = [method_key(m, v) for m, v in zip(pair["method"], pair["variant"], strict=True)]
+        pair = pair.assign(key=keys)
+        base = pair[pair["key"] == "nokd"]["final_test_acc"]
+        rows = [t.get_text() for t in ax.get_yticklabels()]
+        mean = next(ln for ln in ax.lines if ln.get_marker() == "o")
+        low, high = (ln for ln in ax.lines if ln.get_marker() == "|")
+        (diamonds,) = [c for c in ax.collections if c.get_label().startswith("paper's gain")]
+        paper_x = np.ma.filled(diamonds.get_offsets()[:, 0], np.nan)  # none where it has none
+        dots = [c for c in ax.collections if isinstance(c, PathCollection)][: len(rows)]
+        for i, row in enumerate(rows):
+            key = next(k for k in set(pair["key"]) if row == f"{method_label(k)}  n=2/2")
+            ours = pair[pair["key"] == key]["final_test_acc"]
+            ref = scipy.stats.ttest_ind(ours, base, equal_var=False)
+            ci = ref.confidence_interval(0.95)
+            assert mean.get_xdata()[i] == pytest.approx(ours.mean() - base.mean()), row
+            assert (low.get_xdata()[i], high.get_xdata()[i]) == pytest.approx((ci.low, ci.high))
+            seeds = sorted(dots[i].get_offsets()[:, 0])
+            assert seeds == pytest.approx(sorted(ours - base.mean())), row
+            want = paper[key] - paper["nokd"] if key in paper else math.nan
+            assert paper_x[i] == pytest.approx(want, nan_ok=True), row
+        taught = pair[pair["teacher"].notna()]  # a teacher-free method has no ResNet26 pair
+        assert len(rows) == taught["key"].nunique()
+    assert rows == ["KD  n=2/2", "TAKD  n=2/2", "UDA (seed code)  n=2/2"]
+    text = texts(fig)
+    assert "OH (seed code)  n=2/2" in text and "OH (original)  n=2/2" in text
+    assert "ours: each seed (its accuracy − the baseline's mean)" in text
+    assert "SYNTHETIC FIXTURE DATA" in text
+
+
+def test_rows_of_one_label_say_what_differs(runs) -> None:
+    # two KD settings in the pair that differ in precision and a method parameter
+    g = figures.gain_table(runs)
+    kd = g[(g["method"] == "kd") & (g["epochs"] == 200) & (g["teacher_from"] == "checkpoint")]
+    twin = kd.assign(setting="other", params="T=4", n=1, precision="bf16")
+    labels = _row_labels(pd.concat([kd, twin]))
+    assert labels == [f"KD [{kd['setting'].iloc[0]}]  n=2/2", "KD [bf16, T=4]  n=1/2"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "unfinished"])
+def test_no_completed_runs_say_so(runs, empty, kind: str) -> None:
+    df = empty if kind == "empty" else runs[runs["status"] != "completed"]
+    assert "no completed runs of Table 3's pair" in texts(figures.gains_figure(df))
+
+
+def test_only_the_released_teachers_runs_count(runs) -> None:
+    # Table 2's KD from a ResNet26 trained here is in gain_table, not in this figure
+    fig = figures.gains_figure(runs)
+    rows = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+    assert sum(r.startswith("KD ") for r in rows) == 2  # one per budget
+    assert not any("ResNet" in r for r in rows)
+    assert np.isfinite(figures.gain_table(runs)["gain"]).all()

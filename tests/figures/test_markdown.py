@@ -1,0 +1,29 @@
+"""The paper's tables beside ours as Markdown (kdlib.figures.markdown)."""
+
+from __future__ import annotations
+
+from kdlib import figures
+from kdlib.paper import TABLES
+from tests.figures.helpers import KD_T3_BEST
+
+
+def test_format_summary_tells_settings_apart(runs) -> None:
+    s = figures.summary_table(runs, table="table3")
+    md = figures.format_summary(s)
+    assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in md and md.count("\n") == len(s) + 2
+    assert "| KD | ResNet26 → ResNet8 | 200 | 2 | 90.47 ± 0.11 | " in md
+    kd = next(line for line in md.splitlines() if line.startswith("| KD |"))
+    assert kd.endswith(f"| 90.67 ± 0.09 | 90.33 | {KD_T3_BEST - 90.33:+.2f} |")  # best − paper
+    md = figures.format_summary(figures.summary_table(runs))
+    assert "| KD (teacher checkpoint) | ResNet26 → ResNet8 | 200 | 2 |" in md
+    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | 2 |" in md
+
+
+def test_summary_markdown_has_every_table_and_flags_synthetic_runs(runs, empty) -> None:
+    md = figures.summary_markdown(runs)
+    for heading in TABLES.values():
+        assert f"### {heading} [SYNTHETIC FIXTURE DATA]" in md
+    assert "trained first here" in md and "loaded from its checkpoint" in md
+    blank = figures.summary_markdown(empty, tables=["table4"])
+    assert "SYNTHETIC" not in blank and "Table 2" not in blank
+    assert blank.count("| – |") >= 5  # the paper's rows, no runs yet
