@@ -33,8 +33,10 @@ from kdlib.environment import device_name, resolve_device
 from kdlib.errors import KdlibError
 from kdlib.evaluate import default_eval_batch_size, evaluate
 from kdlib.flops import training_flops_per_image
+from kdlib.loop import train_one_epoch
 from kdlib.models import create_model
 from kdlib.speed import Speed, cpu_speed_facts, resolve_speed, worker_threads
+from kdlib.train import build_method, make_loaders
 
 EPOCH_IMAGES = 50_000
 TEST_IMAGES = 10_000
@@ -110,8 +112,6 @@ def variants(device: torch.device, ablate: bool, compile: bool) -> dict[str, dic
 def _time_variant(
     base: TrainConfig, settings: dict[str, Any], data: CifarData, device: torch.device
 ) -> dict[str, Any]:
-    from kdlib.train import build_method, make_loaders, train_one_epoch
-
     cfg = replace(base, **settings)
     speed: Speed = resolve_speed(cfg, device)
     train_loader, _, test_loader = make_loaders(cfg, data, device, speed)

@@ -140,12 +140,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
 
 
-# `kdlib train` flags that are not TrainConfig fields of the same name.
-_TRAIN_ONLY = {"func", "command", "quiet", "config", "resume", "param", "no_nesterov", "no_augment"}
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    from kdlib.config import TrainConfig
+    from kdlib.config import TrainConfig, setting_names
     from kdlib.io import read_yaml
     from kdlib.runs import RunRecord
     from kdlib.train import run_method, run_training
@@ -178,11 +174,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not isinstance(loaded, dict):
             raise KdlibError(f"--config={args.config!r}: expected a mapping of settings")
         values.update(loaded)
-    values.update({k: v for k, v in given.items() if k not in _TRAIN_ONLY})
-    if "no_nesterov" in given:
-        values["nesterov"] = False
-    if "no_augment" in given:
-        values["augment"] = False
+    values.update({k: v for k, v in given.items() if k in setting_names()})
     if "param" in given:
         params = dict(values.get("method_params") or {})
         params.update(_parse_params(args.param))
@@ -223,12 +215,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     sweep = load_sweep(args.file)
     overrides = _parse_overrides(args.set)
-    if args.dry_run:
-        for cfg in sweep.expand(overrides):
+    if args.dry_run:  # every run it trains, teachers and assistants first
+        for planned in sweep.planned(overrides):
+            cfg = planned.cfg
             teacher = f" from {cfg.teacher}" if cfg.teacher else ""
             params = ",".join(f"{k}={v}" for k, v in cfg.method_params.items())
             method = f"{cfg.method}[{params}]" if params else cfg.method
-            print(f"{method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}")
+            role = "" if planned.role == "run" else f"  ({planned.role}, trained first)"
+            print(f"{method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}{role}")
         for where, reason in sweep.skipped:
             print(f"not applicable: {where}: {reason}")
         return
@@ -258,10 +252,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from kdlib.io import write_text
 
         write_text(args.summary_json, table.to_json(orient="records"))
+    if "role" in table.columns and (table["role"] == "run").all():
+        table = table.drop(columns="role")  # only runs asked for: nothing to tell apart
     cols = [
         c
         for c in (
             "status",
+            "role",
             "method",
             "params",
             "student",
@@ -356,6 +353,44 @@ def cmd_runs(args: argparse.Namespace) -> None:
     print(df[cols].to_string(index=False) if len(df) else f"no runs in {args.path}")
 
 
+def _comma_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+_comma_floats.__name__ = "comma-separated numbers"  # argparse names it in its message
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``kdlib train`` flag per setting of the catalogue (``kdlib.config``), grouped
+    as the catalogue groups them; ``-p KEY=VALUE`` sets the method's parameters."""
+    from kdlib.config import GROUPS, described_settings, scalar_type
+
+    groups = {name: parser.add_argument_group(f"settings: {text}") for name, text in GROUPS.items()}
+    for name, entry, default in described_settings():
+        group = groups[entry.group]
+        if name == "method_params":
+            group.add_argument(
+                "-p",
+                "--param",
+                action="append",
+                metavar="KEY=VALUE",
+                help="method parameter, e.g. -p T=4 -p lambda=0.7 (see `kdlib methods`)",
+            )
+            continue
+        if not entry.cli:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text = entry.help + ("" if default is None else f" (default {shown})")
+        kind = scalar_type(name)
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif kind is tuple:
+            group.add_argument(flag, type=_comma_floats, metavar="F,F", help=text)
+        else:
+            group.add_argument(flag, type=kind, choices=entry.choices or None, help=text)
+
+
 class UsageError(KdlibError):
     """A malformed command line (unknown flag, missing value, wrong type)."""
 
@@ -400,52 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--config", help="YAML file of settings (TrainConfig fields); flags override")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or failed run")
-    tr.add_argument("--method", help="see `kdlib methods` (default nokd)")
-    tr.add_argument("--student", help="see `kdlib models` (default resnet8)")
-    tr.add_argument("--teacher", help="teacher model (several, comma-separated, for mkd and allkd)")
-    tr.add_argument(
-        "--teacher-checkpoint",
-        help="its checkpoint (one per teacher, comma-separated; an empty entry, as in "
-        "'a.pth,', trains that teacher first)",
-    )
-    tr.add_argument("--teacher-epochs", type=int, help="epochs when training the teacher first")
-    tr.add_argument("--dataset", help="cifar10 or cifar100 (default cifar10)")
-    tr.add_argument("--epochs", type=int, help="default 200")
-    tr.add_argument("--seed", type=int, help="default 0")
-    tr.add_argument("--batch-size", type=int, help="default 128")
-    tr.add_argument("--lr", type=float, help="default 0.1")
-    tr.add_argument("--momentum", type=float, help="default 0.9")
-    tr.add_argument("--weight-decay", type=float, help="default 5e-4")
-    tr.add_argument("--no-nesterov", action="store_true")
-    tr.add_argument("--val-size", type=int, help="validation images carved from train (5000)")
-    tr.add_argument("--train-limit", type=int, help="train on a class-balanced subset")
-    tr.add_argument(
-        "--test-limit", type=int, help="smoke runs only: evaluate on a part of the test split"
-    )
-    tr.add_argument("--no-augment", action="store_true")
-    tr.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="method parameter, e.g. -p T=4 -p lambda=0.7",
-    )
-    tr.add_argument("--save-weights", action="store_true", help="also copy weights into the run")
-    tr.add_argument("--loop", choices=("fast", "classic"), help="training data path (fast)")
-    tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
-    tr.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        help="default: on with the fast loop (GPU, and CPU), off with the classic loop",
-    )
-    tr.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    tr.add_argument("--num-workers", type=int, help="classic loop's DataLoader workers (4)")
-    tr.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (10)")
-    tr.add_argument("--deterministic", action="store_true", help="deterministic kernels")
-    tr.add_argument("--device", help="auto, cpu, cuda (default auto)")
-    tr.add_argument("--runs-dir", help="where run directories go (default runs)")
-    tr.add_argument("--data-dir", help="where the data is (default $KDLIB_DATA_DIR or ./data)")
-    tr.add_argument("--cache-dir", help="prepared arrays and weights (default ~/.cache/kdlib)")
+    _add_setting_flags(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from kdlib.speed import autocast
+
 
 def default_eval_batch_size(device: torch.device) -> int:
     """Large batches feed a GPU; on a CPU small ones stay in cache and run faster."""
@@ -24,8 +26,6 @@ def evaluate(
     The model is put in eval mode and restored to its previous mode afterwards;
     ``autocast_dtype`` (bf16) runs it under autocast, as in training.
     """
-    from kdlib.speed import autocast
-
     was_training = model.training
     model.eval()
     correct = loss_sum = None

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from kdlib.figures import completed, settings
+from kdlib.runs import load_runs
 from kdlib.stats import mean_std, welch_ttest
 
 PRECISIONS = ("fp32", "bf16")
@@ -83,8 +84,6 @@ def precision_check_markdown(table: pd.DataFrame) -> str:
 
 if __name__ == "__main__":  # python -m kdlib.precision_check [RUNS_DIR]
     import sys
-
-    from kdlib.runs import load_runs
 
     runs_dir = sys.argv[1] if len(sys.argv) > 1 else "runs"
     print(precision_check_markdown(precision_check(load_runs(runs_dir))))

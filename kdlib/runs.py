@@ -22,41 +22,45 @@ import json
 import math
 import re
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from kdlib.config import catalogue, default
 from kdlib.errors import KdlibError
-from kdlib.io import claim_dir, read_json_object, write_json, write_text
+from kdlib.io import UnreadableRecord, claim_dir, read_json_object, write_json, write_text
 
 CONFIG, ENV, HISTORY, METRICS = "config.json", "env.json", "history.csv", "metrics.json"
 STATUSES = ("running", "completed", "failed", "diverged")
 
-# Keys of config.json that do not change what a run computes, left out of its identity
-# hash: where files go, where it ran, and what the run itself found out (a method's
-# record, such as AB's initialisation time, or the path of a teacher trained first,
-# whose settings are already in the hash). A teacher checkpoint counts by its content
-# (``teacher_checkpoint_sha256``), not by how its path is spelled.
-_NOT_IDENTITY = {
-    "runs_dir",
-    "data_dir",
-    "cache_dir",
-    "state_dir",
-    "device",
-    "run_id",
-    "checkpoint_every",
-    "method_record",
-    "teacher_run",
-    "teacher_checkpoint",
-    "config_hash",
-    "speed_reason",  # why auto chose the speed settings; the settings are in ``speed``
-}
+# Keys of config.json that are records, not settings, and do not change what a run
+# computes: where its state went, what the run itself found out (a method's record, such
+# as AB's initialisation time, or the path of a teacher trained first, whose settings are
+# already in the hash), and why auto chose its speed settings (the settings are in
+# ``speed``). Which *settings* are part of the identity the catalogue says
+# (``kdlib.config``): not where files go, nor where it ran; a teacher checkpoint counts
+# by its content (``teacher_checkpoint_sha256``), not by how its path is spelled.
+RECORD_ONLY = frozenset(
+    {"state_dir", "run_id", "method_record", "teacher_run", "config_hash", "speed_reason"}
+)
 
 
 def identity_keys(config: dict[str, Any]) -> list[str]:
-    """The settings that define a run's result (not where it ran or where files go)."""
-    return [k for k in config if k not in _NOT_IDENTITY]
+    """The keys of a run's config that define its result (not where it ran or where
+    files go); a setting the catalogue marks ``hash_default=False`` counts only when it
+    differs from its default."""
+    entries = catalogue()
+    keys = []
+    for key in config:
+        entry = entries.get(key)
+        if key in RECORD_ONLY or (entry is not None and not entry.identity):
+            continue
+        if entry is not None and not entry.hash_default and config[key] == default(key):
+            continue
+        keys.append(key)
+    return keys
 
 
 def _short_hash(obj: dict[str, Any]) -> str:
@@ -121,6 +125,15 @@ class RunRecord:
         write_json(rec.path / CONFIG, {**config, "run_id": rec.run_id})
         return rec
 
+    def update_config(self, **facts: Any) -> None:
+        """Add what building the run found out (``teacher_run``, ``method_record``) to its
+        config.json; identity keys never change once the run exists."""
+        config = self.config()
+        clash = [k for k in facts if k in identity_keys({k: None for k in facts})]
+        if clash:
+            raise ValueError(f"{clash[0]!r} is part of the run's identity; it cannot change")
+        write_json(self.path / CONFIG, {**config, **facts})
+
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         status = metrics.get("status")
         if status not in STATUSES:
@@ -150,6 +163,48 @@ class RunRecord:
     def history(self) -> pd.DataFrame:
         p = self.path / HISTORY
         return pd.read_csv(p) if p.exists() else pd.DataFrame()
+
+
+# ------------------------------------------------------------------------ the registry
+
+# A run with one of these statuses is a result: the same configuration is not run again.
+FINISHED = ("completed", "diverged")
+
+
+class RunsWarning(UserWarning):
+    """A run directory below a runs folder could not be read and was skipped."""
+
+
+def run_status(record: RunRecord) -> str | None:
+    """A run's recorded status; None when its metrics cannot be read (not a result, so
+    the run is resumed)."""
+    try:
+        return record.metrics().get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
+    """The run below ``runs_dir`` with this configuration: a finished one first (completed,
+    or diverged: the same settings diverge again), else the latest incomplete one (to
+    resume), else None. A run directory that cannot be read is skipped with a
+    ``RunsWarning``: it never stops another configuration."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    matches = []
+    for config_path in sorted(runs_dir.glob(f"*/{CONFIG}")):
+        try:
+            config = read_json_object(config_path)
+        except UnreadableRecord as e:
+            warnings.warn(f"skipping an unreadable run record: {e}", RunsWarning, stacklevel=2)
+            continue
+        if config.get("config_hash") == config_hash:
+            matches.append(RunRecord(config_path.parent))
+    for rec in matches:
+        if run_status(rec) in FINISHED:
+            return rec
+    return matches[-1] if matches else None
 
 
 def _finite_or_none(obj: Any) -> Any:

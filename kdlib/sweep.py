@@ -29,19 +29,22 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kdlib.config import TrainConfig
+from kdlib.claim import finished_run, identify
+from kdlib.config import TrainConfig, settings_where
 from kdlib.errors import KdlibError
-from kdlib.io import read_yaml
+from kdlib.io import atomic_write, read_yaml
 from kdlib.locks import RunLocked
 from kdlib.methods import method_class
-from kdlib.runs import RunRecord, config_hash
+from kdlib.notebook_exec import execute_notebook
+from kdlib.plan import PlannedRun, check, describe, plan
+from kdlib.runs import RunRecord, config_hash, find_run, run_status
 from kdlib.speed import worker_threads
+from kdlib.train import train_planned
 
 _TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
 # A setting whose value is itself a mapping: a dict in its grid list is its value.
 _MAPPING_FIELDS = ("method_params",)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TEACHER_FIELDS = ("teacher", "teacher_checkpoint", "teacher_epochs")
 
 
 @dataclass
@@ -127,11 +130,11 @@ class Sweep:
             )
             method = values.get("method", TrainConfig.method)
             if isinstance(method, str) and not method_class(method).needs_teacher:
-                for key in _TEACHER_FIELDS:
+                for key in settings_where(group="teacher"):
                     values.pop(key, None)
             cfg = TrainConfig.from_dict(values, where)
             try:
-                cfg.validate()
+                check(cfg)
             except KdlibError as e:
                 if self.skip_invalid and isinstance(method, str):
                     self.skipped.append((where, str(e)))
@@ -146,116 +149,127 @@ class Sweep:
                 configs.append(cfg)
         return configs
 
+    def planned(self, overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+        """Every run the sweep trains, prerequisites (teachers, assistants) first, each once."""
+        ordered: dict[str, PlannedRun] = {}
+        for cfg in self.expand(overrides):
+            for p in plan(cfg):
+                ordered.setdefault(p.key(), p)
+        return list(ordered.values())
+
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file."""
     data = read_yaml(path, f"sweep file {str(path)!r}")
     return Sweep.from_dict(data, where=str(path))
 
-
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "run.ipynb"
-_PATH_FIELDS = ("runs_dir", "data_dir", "cache_dir")
 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """The same config with absolute paths, so it means the same in any working folder."""
     values = cfg.to_dict()
-    for key in _PATH_FIELDS:
-        if values[key] is not None:
-            values[key] = str(Path(values[key]).absolute())
-    if cfg.teacher_checkpoint:
-        values["teacher_checkpoint"] = ",".join(
-            str(Path(p).absolute()) if p else "" for p in cfg.teacher_checkpoints()
-        )
+    for key in settings_where(path=True):  # a comma-separated list for several teachers
+        if values[key]:
+            values[key] = ",".join(
+                str(Path(p.strip()).absolute()) if p.strip() else "" for p in values[key].split(",")
+            )
     return TrainConfig.from_dict(values)
 
 
-def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[Path]:
-    """Run ``cfg`` by executing ``run.ipynb`` with papermill; the executed copy, outputs
-    included, is saved as ``run.ipynb`` in each run directory this execution trained.
-    A run it only reused (completed before, such as a teacher shared by several runs)
-    keeps the notebook that trained it.
+def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[dict[str, Any]]:
+    """Run the request ``cfg`` by executing ``run.ipynb`` with papermill; one row per
+    planned run (``run_one``'s rows). The executed copy, outputs included, is saved as
+    ``run.ipynb`` in each run directory this execution trained; a run it only reused
+    (finished before, such as a teacher shared by several runs) keeps the notebook that
+    trained it. Which runs those are the registry tells, before and after.
 
     When the notebook fails, a run it trained that still says ``running`` (the kernel
-    died before training could record the error) is marked ``failed`` with the error,
-    and the ``KdlibError`` is raised (``RunLocked`` when another process holds the run).
-    Returns every run directory the execution trained or reused.
+    died before training could record the error) is marked ``failed`` with the error.
     """
     import tempfile
 
-    from kdlib.io import atomic_write
-    from kdlib.notebooks import execute_notebook
-    from kdlib.train import collect_runs
-
     cfg = _absolute(cfg)
+    planned = plan(cfg)
+    before = {p.key(): finished_run(p.cfg) is not None for p in planned}
     error: KdlibError | None = None
     with tempfile.TemporaryDirectory(prefix="kdlib-run-") as tmp:
         executed = Path(tmp) / "run.ipynb"
-        with collect_runs() as found:
-            try:
-                parameters = {"config": cfg.to_dict(), "progress": False}
-                execute_notebook(notebook, executed, parameters, cwd=Path.cwd())
-            except KdlibError as e:
-                error = e
-        run_dirs = list(dict.fromkeys(path for _, path in found))
-        ran = list(dict.fromkeys(path for kind, path in found if kind == "ran"))
-        for run_dir in ran:
-            if executed.exists():
-                with atomic_write(run_dir / "run.ipynb", "wb") as f:
+        try:
+            parameters = {"config": cfg.to_dict(), "progress": False}
+            execute_notebook(notebook, executed, parameters, cwd=Path.cwd())
+        except KdlibError as e:
+            error = e
+        rows = []
+        for p in planned:
+            record = find_run(p.cfg.runs_dir, identify(p.cfg).hash)
+            if record is None:
+                rows.append(_named(p, status="failed", error=str(error or "no run")))
+                continue
+            ran = not before[p.key()]
+            if ran and executed.exists():
+                with atomic_write(record.path / "run.ipynb", "wb") as f:
                     f.write(executed.read_bytes())
-    if error is not None:
-        for run_dir in ran:
-            rec = RunRecord(run_dir)
-            metrics = rec.metrics()
-            if metrics.get("status") == "running":
-                rec.write_metrics({**metrics, "status": "failed", "error": str(error)})
-        raise error
-    return run_dirs
+            if ran and error is not None and run_status(record) == "running":
+                record.write_metrics({**record.metrics(), "status": "failed", "error": str(error)})
+            rows.append(_row(p, record, reused=not ran))
+    return rows
 
 
-def _describe(cfg: TrainConfig) -> dict[str, Any]:
-    """The columns that name a run in a sweep's summary table."""
-    return {
-        "method": cfg.method,
-        "params": ",".join(f"{k}={v}" for k, v in cfg.method_params.items()),
-        "student": cfg.student,
-        "teacher": cfg.teacher,
-        "dataset": cfg.dataset,
-        "epochs": cfg.epochs,
-        "seed": cfg.seed,
-    }
+def _named(planned: PlannedRun, **facts: Any) -> dict[str, Any]:
+    """A sweep table's row: the columns that name the planned run, then ``facts``; the
+    hidden ``_key`` tells runs apart that those columns do not (other lr, other data)."""
+    return {"_key": planned.key(), **describe(planned), **facts}
 
 
-def run_one(cfg: TrainConfig, via: str = "direct") -> dict[str, Any]:
-    """Run one configuration for a sweep; a run's own failure is reported, never raised."""
-    from kdlib.train import collect_runs, run_method
-
-    summary = _describe(cfg)
-    try:
-        with collect_runs() as found:
-            if via == "notebook":
-                run_via_notebook(cfg)
-            else:
-                run_method(cfg, progress=False)
-    except RunLocked:
-        return {**summary, "status": "running elsewhere"}
-    except Exception as e:  # recorded in the run's metrics.json too, if it got that far
-        return {**summary, "status": "failed", "error": f"{type(e).__name__}: {e}"}
-    if not found:
-        return {**summary, "status": "failed", "error": "the run made no run directory"}
-    kind, run_dir = found[-1]
-    metrics = RunRecord(run_dir).metrics()
+def _row(planned: PlannedRun, record: RunRecord, reused: bool) -> dict[str, Any]:
+    """A sweep table's row of one planned run that has a run directory."""
+    metrics = record.metrics()
     status = metrics.get("status")
-    if status == "completed" and kind == "reused":
+    if status == "completed" and reused:
         status = "done before"  # completed by an earlier or concurrent sweep: not run again
-    return {
-        **summary,
-        "status": status,
-        "run_dir": str(run_dir),
-        "final_test_acc": metrics.get("final_test_acc"),
-        "test_acc_at_best_val": metrics.get("test_acc_at_best_val"),
+    return _named(
+        planned,
+        status=status,
+        run_dir=str(record.path),
+        final_test_acc=metrics.get("final_test_acc"),
+        test_acc_at_best_val=metrics.get("test_acc_at_best_val"),
         **({"error": metrics.get("error")} if metrics.get("error") else {}),
-    }
+    )
+
+
+def run_one(cfg: TrainConfig, via: str = "direct") -> list[dict[str, Any]]:
+    """Train the request ``cfg`` for a sweep: one row per planned run, prerequisites
+    first. A run's own failure is reported in its row, never raised; a run whose teacher
+    run failed or is trained by another process is not started."""
+    if via == "notebook":
+        try:
+            return run_via_notebook(cfg)
+        except RunLocked:
+            return [_named(p, status="running elsewhere") for p in plan(cfg)]
+    rows: list[dict[str, Any]] = []
+    unavailable: dict[str, str] = {}  # key of a run that did not complete -> its status
+    for p in plan(cfg):
+        blocked = [unavailable[k] for k in p.needs() if k in unavailable]
+        if blocked:
+            rows.append(_named(p, status="not started", error=f"its teacher run {blocked[0]}"))
+            unavailable[p.key()] = "was not started"
+            continue
+        try:
+            result = train_planned(p, progress=False)
+        except RunLocked:
+            rows.append(_named(p, status="running elsewhere"))
+            unavailable[p.key()] = "is running elsewhere"
+            continue
+        except Exception as e:  # recorded in the run's metrics.json too, if it got that far
+            rows.append(_named(p, status="failed", error=f"{type(e).__name__}: {e}"))
+            unavailable[p.key()] = "failed"
+            continue
+        row = _row(p, RunRecord(result.path), result.reused)
+        if row["status"] not in ("completed", "done before"):
+            unavailable[p.key()] = str(row["status"])
+        rows.append(row)
+    return rows
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -283,12 +297,12 @@ def run_sweep(
         raise KdlibError(f"--via={via!r}: valid: direct, notebook")
     configs = sweep.expand(overrides)
     if executor == "local":
-        return pd.DataFrame(
-            [
-                run_one(cfg, via)
-                for cfg in tqdm(configs, desc=f"sweep {sweep.name}", disable=not progress)
-            ]
-        )
+        rows = [
+            row
+            for cfg in tqdm(configs, desc=f"sweep {sweep.name}", disable=not progress)
+            for row in run_one(cfg, via)
+        ]
+        return _one_row_per_run(rows)
     try:
         import submitit
     except ImportError:
@@ -307,17 +321,30 @@ def run_sweep(
         list(zip(configs, jobs, strict=True)), desc=f"sweep {sweep.name}", disable=not progress
     ):
         try:
-            rows.append(job.result())
+            rows += job.result()
         except Exception as e:  # the job itself died (killed, out of time or memory)
-            rows.append(
-                {**_describe(cfg), "status": "failed", "error": f"job {job.job_id}: {e}"[:500]}
-            )
-    return pd.DataFrame(rows)
+            error = f"job {job.job_id}: {e}"[:500]
+            rows += [_named(p, status="failed", error=error) for p in plan(cfg)]
+    return _one_row_per_run(rows)
+
+
+def _one_row_per_run(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: requests that share a run (a teacher trained first for several
+    runs) list it once, with the row that tells most (``_RANK``)."""
+    rank = {status: k for k, status in enumerate(_RANK)}
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = row.pop("_key")
+        if key not in best or rank.get(row.get("status"), len(_RANK)) < rank.get(
+            best[key].get("status"), len(_RANK)
+        ):
+            best[key] = row
+    return pd.DataFrame(list(best.values()))
 
 
 # How well a worker's row tells what happened to a run, best first: a run some worker
 # completed is completed, whatever another worker saw of it earlier or later.
-_RANK = ("completed", "done before", "diverged", "failed", "running elsewhere")
+_RANK = ("completed", "done before", "diverged", "failed", "running elsewhere", "not started")
 
 
 def worker_command(

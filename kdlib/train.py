@@ -1,23 +1,17 @@
-"""The one training loop every method plugs into.
+"""From a request to trained runs: plan -> claim -> build -> train.
 
-It follows the seed paper's protocol (see ``TrainConfig``), keeps the whole dataset on
-the device (``DeviceLoader``), accumulates statistics on the device so nothing waits
-for the host inside an epoch, evaluates on validation and test after every epoch, and
-records everything in a run directory (``kdlib.runs``).
+``run_method`` (``kdlib train``, sweeps, the run notebook, Slurm jobs) trains every run
+the planner (``kdlib.plan``) lists for a request, prerequisites first. Each planned run
+is *claimed* (``kdlib.claim``: its identity, a look-up, its lock, its run directory; a
+finished run is returned there, before any data is loaded), then *built* (the data, its
+loaders, the teacher, the method, whose ``setup`` may train: AB's initialisation), then
+*trained* by the one epoch loop (``kdlib.loop``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import random
-import shutil
-import socket
-import time
-import traceback
-import warnings
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,74 +20,216 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from kdlib import faults
+from kdlib.claim import Identity, claim, finished_run, identify
 from kdlib.config import TrainConfig
 from kdlib.data import (
     CifarData,
     DeviceLoader,
-    cached_meta,
     load_dataset,
     split_validation,
     subset_indices,
 )
-from kdlib.environment import environment_info, resolve_device
+from kdlib.data.classic import ClassicLoader
+from kdlib.data.split import split_sizes
 from kdlib.errors import KdlibError
-from kdlib.evaluate import default_eval_batch_size, evaluate
-from kdlib.io import (
-    UnreadableRecord,
-    claim_dir,
-    ensure_writable_dir,
-    file_sha256,
-    read_json_object,
-)
-from kdlib.locks import run_lock
-from kdlib.methods import (
-    Distiller,
-    GridMethod,
-    TrainContext,
-    create_method,
-    method_class,
-    resolve_params,
-)
-from kdlib.models import create_model, load_weights, save_weights
-from kdlib.paths import weights_root
-from kdlib.resume import (
-    DamagedCheckpoint,
-    load_checkpoint,
-    restore_checkpoint,
-    save_checkpoint,
-    set_aside,
-)
-from kdlib.runs import CONFIG, HISTORY, RunRecord, config_hash, identity_keys, new_run_id
-from kdlib.speed import Speed, autocast, make_optimizer, resolve_speed, speed_reason
+from kdlib.evaluate import default_eval_batch_size
+from kdlib.loop import EpochLoop, read_state, seed_everything, set_deterministic
+from kdlib.methods import Distiller, TrainContext, create_method
+from kdlib.models import create_model, load_weights
+from kdlib.plan import PlannedRun, TeacherSource, plan
+from kdlib.runs import RunRecord, run_status
+from kdlib.speed import Speed, make_optimizer, resolve_speed
+
+# Called after every epoch of a run that trains, with its record and history so far (the
+# run notebook redraws its curve with it).
+EpochCallback = Callable[[RunRecord, list[dict[str, Any]]], None]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a run is repeatable."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass(frozen=True)
+class RunResult:
+    """A planned run and its run directory; ``reused``: it had finished before."""
+
+    planned: PlannedRun
+    path: Path
+    reused: bool
 
 
-def split_sizes(cfg: TrainConfig, n_train: int, n_test: int) -> tuple[int, int, int]:
-    """Images that train, validate and test a run, from the split sizes alone; limits
-    above what a split holds are refused (one rule for both limits)."""
-    if cfg.val_size >= n_train:
+def run_method(
+    cfg: TrainConfig, progress: bool = True, on_epoch: EpochCallback | None = None
+) -> list[Path]:
+    """Train the request ``cfg`` (prerequisites first) and return the run directories of
+    the runs it asked for: one, or every cell of a grid method (kdparam, allkd)."""
+    results = run_plan(plan(cfg), progress, on_epoch)
+    return [r.path for r in results if r.planned.role == "run"]
+
+
+def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | None = None) -> Path:
+    """Train the one run ``cfg`` asks for (and whatever its plan needs first) and return
+    its run directory; ``resume`` names an incomplete run directory to continue."""
+    planned = plan(cfg)
+    if [p.role for p in planned].count("run") != 1:
         raise KdlibError(
-            f"--val-size={cfg.val_size}: leaves no training data, the training set has "
-            f"{n_train} images; use a smaller --val-size"
+            f"method {cfg.method!r} is a grid of runs: train it with `kdlib train` "
+            "(kdlib.train.run_method), which runs every cell"
         )
-    remain = n_train - cfg.val_size
-    if cfg.train_limit is not None and cfg.train_limit > remain:
+    run_plan(planned[:-1], progress)
+    return train_planned(planned[-1], progress, resume).path
+
+
+def run_plan(
+    planned: list[PlannedRun], progress: bool = True, on_epoch: EpochCallback | None = None
+) -> list[RunResult]:
+    """Train each planned run in order (each finished one is only looked up)."""
+    return [train_planned(p, progress, on_epoch=on_epoch) for p in planned]
+
+
+def train_planned(
+    planned: PlannedRun,
+    progress: bool = True,
+    resume: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
+    """Claim, build and train one planned run; a finished one is returned as it is.
+
+    Once the run directory exists, ``metrics.json`` says ``running`` until the end, then
+    ``completed``, or ``failed``/``diverged`` with the error.
+    """
+    cfg = planned.cfg
+    if cfg.deterministic:
+        set_deterministic()
+    identity = identify(cfg)
+    done = finished_run(cfg, identity) if resume is None else None
+    if done is not None:
+        return _reused(planned, done, progress)
+    # The data is loaded (and verified) before a run directory exists: a corrupt cache is
+    # refused with nothing new on disk.
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
+    with claim(cfg, identity, resume) as (record, finished):
+        if finished:  # finished by another process meanwhile
+            return _reused(planned, record, progress)
+        try:
+            state, damaged = read_state(record, progress)
+            built = build(planned, identity, data, resuming=state is not None)
+        except BaseException as e:
+            _record_failure(record, e)
+            raise
+        if state is None or not record.config().get("method_record"):
+            record.update_config(teacher_run=built.teacher_run, method_record=built.method_record)
+        loop = EpochLoop(
+            cfg,
+            record,
+            built.distiller,
+            built.optimizer,
+            built.scheduler,
+            identity.device,
+            progress,
+            identity.speed,
+            extra={"damaged_checkpoints": damaged} if damaged else None,
+            on_epoch=on_epoch,
+        )
+        loop.run(built.train, built.val, built.test, state)
+    return RunResult(planned, record.path, reused=False)
+
+
+def _reused(planned: PlannedRun, record: RunRecord, progress: bool) -> RunResult:
+    if progress:
+        tqdm.write(f"{record.run_id}: already {run_status(record)}, not run again")
+    return RunResult(planned, record.path, reused=True)
+
+
+def _record_failure(record: RunRecord, error: BaseException) -> None:
+    """A run that failed before its epochs began (building it) says so, with the error."""
+    try:
+        metrics = record.metrics()
+    except (OSError, ValueError):
+        metrics = {}
+    record.write_metrics(
+        {**metrics, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+    )
+
+
+# ------------------------------------------------------------------------------- build
+
+
+@dataclass
+class BuiltRun:
+    """Everything a run trains with, built on its device."""
+
+    distiller: Distiller
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train: Any
+    val: DeviceLoader | None
+    test: DeviceLoader
+    teacher_run: str | list[str | None] | None
+    method_record: dict[str, Any]
+
+
+def build(
+    planned: PlannedRun, identity: Identity, data: CifarData, resuming: bool = False
+) -> BuiltRun:
+    """Make the loaders of ``data``, provide the teachers, build the method; the built
+    run must be the one its identity describes."""
+    cfg, device, speed = planned.cfg, identity.device, identity.speed
+    train, val, test = make_loaders(cfg, data, device, speed)
+    teacher, teacher_run = build_teachers(planned, data.num_classes, device)
+    distiller, optimizer, scheduler = build_method(
+        cfg, data, device, speed, teacher, train, resuming=resuming
+    )
+    built = {
+        "dataset_fingerprint": data.fingerprint,
+        "method_hparams": distiller.hparams,
+        "train_size": train.num_examples,
+        "val_size_actual": 0 if val is None else val.num_examples,
+        "test_size": test.num_examples,
+    }
+    config = identity.config
+    if any(config[k] != v for k, v in built.items()):  # the identity must describe the run
+        raise RuntimeError(f"run identity disagrees with the built run: {built} vs {config}")
+    return BuiltRun(
+        distiller, optimizer, scheduler, train, val, test, teacher_run, distiller.record()
+    )
+
+
+def build_teachers(
+    planned: PlannedRun, num_classes: int, device: torch.device
+) -> tuple[nn.Module | None, str | list[str | None] | None]:
+    """The run's teacher(s) on ``device`` and the run(s) that trained them, if any.
+
+    Each comes from its checkpoint or from the finished run the plan trained first (a
+    teacher trained first, TAKD's assistant). Several come back as an ``nn.ModuleList``.
+    """
+    teachers: list[nn.Module] = []
+    runs: list[str | None] = []
+    for source in planned.teachers:
+        model = create_model(source.model, num_classes)
+        if source.checkpoint:
+            load_weights(model, source.checkpoint)
+            runs.append(None)
+        else:
+            run_dir = _trained_teacher_run(source)
+            load_weights(model, RunRecord(run_dir).metrics()["weights_path"])
+            runs.append(str(run_dir))
+        teachers.append(model.to(device))
+    if not teachers:
+        return None, None
+    if len(teachers) == 1:
+        return teachers[0], runs[0]
+    return nn.ModuleList(teachers), (runs if any(runs) else None)
+
+
+def _trained_teacher_run(source: TeacherSource) -> Path:
+    """The completed run that trained ``source``'s model (planned before this run)."""
+    assert source.run is not None
+    record = finished_run(source.run)
+    if record is None or run_status(record) != "completed":
+        state = "has not finished" if record is None else f"is {run_status(record)}"
         raise KdlibError(
-            f"--train-limit={cfg.train_limit}: only {remain} training images "
-            f"remain after the {cfg.val_size}-image validation split"
+            f"the run that trains teacher {source.model} ({source.run.method}, "
+            f"{source.run.epochs} epochs, seed {source.run.seed}) {state}: train the whole "
+            "plan (kdlib train does), it comes first"
         )
-    if cfg.test_limit is not None and cfg.test_limit > n_test:
-        raise KdlibError(f"--test-limit={cfg.test_limit}: the test split has only {n_test} images")
-    train = remain if cfg.train_limit is None else cfg.train_limit
-    test = n_test if cfg.test_limit is None else cfg.test_limit
-    return train, cfg.val_size, test
+    return record.path
 
 
 def make_loaders(
@@ -112,8 +248,6 @@ def make_loaders(
     common: dict[str, Any] = {"mean": data.mean, "std": data.std, "device": device}
     eval_bs = cfg.eval_batch_size or default_eval_batch_size(device)
     if speed.loop == "classic":
-        from kdlib.data.classic import ClassicLoader
-
         train: Any = ClassicLoader(
             data.train_images[train_idx],
             data.train_labels[train_idx],
@@ -160,207 +294,6 @@ def make_loaders(
     return train, val, test
 
 
-def train_one_epoch(
-    distiller: Distiller,
-    loader: DeviceLoader,
-    optimizer: torch.optim.Optimizer,
-    progress: tqdm | None = None,
-    epoch: int = 0,
-    forward: Any = None,
-    autocast_dtype: torch.dtype | None = None,
-) -> dict[str, Any]:
-    """One pass over ``loader``: mean total loss, mean of each term, accuracy, and the
-    first step whose loss was not finite (None if all were).
-
-    ``forward`` is the (possibly compiled) distiller; ``autocast_dtype`` bf16 or None.
-    Nothing here waits for the device, except the progress bar's loss on a CPU.
-    """
-    distiller.train()
-    forward = distiller if forward is None else forward
-    device = next(distiller.student.parameters()).device
-    total = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    terms: dict[str, torch.Tensor] = {}
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    n = 0
-    for step, (x, y) in enumerate(loader):
-        if faults.enabled():
-            faults.fault_point(f"step:{epoch}:{step}")
-        with autocast(device, autocast_dtype):
-            logits, losses = forward(x, y)
-            loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bs = y.shape[0]
-        n += bs
-        bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
-        first_bad = torch.where(bad, step, first_bad)
-        total += loss.detach() * bs
-        correct += (logits.detach().argmax(1) == y).sum()
-        for k, v in losses.items():
-            terms[k] = terms.get(k, 0) + v.detach() * bs
-        if progress is not None:
-            progress.update(1)
-            if step % 25 == 0 and device.type == "cpu":  # a GPU is never made to wait
-                progress.set_postfix(loss=f"{loss.item():.3f}")
-    bad_step = int(first_bad.item())
-    out: dict[str, Any] = {
-        "train_loss": total.item() / n,
-        "train_acc": 100.0 * correct.item() / n,
-        "first_nonfinite_step": None if bad_step < 0 else bad_step,
-    }
-    out.update({f"loss_{k}": float(v.item()) / n for k, v in terms.items()})
-    return out
-
-
-def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Headline numbers of a run from its per-epoch history (accuracies in percent).
-
-    ``test_acc_at_best_val`` is the honest number (model chosen on validation);
-    ``best_test_acc`` is the paper's way of reporting, kept only for comparison.
-    """
-    if not history:
-        return {"epochs_completed": 0}
-    last = history[-1]
-    out: dict[str, Any] = {
-        "epochs_completed": last["epoch"],
-        "final_test_acc": last["test_acc"],
-        "final_val_acc": last.get("val_acc"),
-        "final_train_loss": last["train_loss"],
-    }
-    best_test = max(history, key=lambda r: r["test_acc"])
-    out.update(best_test_acc=best_test["test_acc"], best_test_epoch=best_test["epoch"])
-    if last.get("val_acc") is not None:
-        best_val = max(history, key=lambda r: r["val_acc"])
-        out.update(
-            best_val_acc=best_val["val_acc"],
-            best_val_epoch=best_val["epoch"],
-            test_acc_at_best_val=best_val["test_acc"],
-        )
-    else:
-        out.update(best_val_acc=None, best_val_epoch=None, test_acc_at_best_val=None)
-    out["train_seconds_per_epoch"] = sum(r["seconds"] for r in history) / len(history)
-    return out
-
-
-def _trained_model(run_dir: Path, name: str, num_classes: int) -> nn.Module:
-    model = create_model(name, num_classes)
-    load_weights(model, RunRecord(run_dir).metrics()["weights_path"])
-    return model
-
-
-def build_teacher(
-    cfg: TrainConfig, num_classes: int, device: torch.device, progress: bool
-) -> tuple[nn.Module | None, str | list[str | None] | None]:
-    """The teacher(s) and the run(s) that produced them, if any.
-
-    A method's ``teacher_stage`` (TAKD's assistant) is trained first and becomes the
-    teacher; otherwise each teacher comes from its checkpoint, or is trained first by
-    this same loop (nokd). Several teachers come back as an ``nn.ModuleList``.
-    """
-    cls = method_class(cfg.method)
-    stage = cls.teacher_stage(cfg, resolve_params(cls, cfg.method_params))
-    if stage is not None:
-        stage_dir = run_training(stage, progress=progress)
-        return _trained_model(stage_dir, stage.student, num_classes).to(device), str(stage_dir)
-    names, checkpoints = cfg.teacher_names(), cfg.teacher_checkpoints()
-    teachers: list[nn.Module] = []
-    runs: list[str | None] = []
-    for i, name in enumerate(names):
-        if checkpoints and checkpoints[i]:
-            teacher = create_model(name, num_classes)
-            load_weights(teacher, checkpoints[i])
-            runs.append(None)
-        else:
-            teacher_cfg = replace(
-                cfg,
-                method="nokd",
-                student=name,
-                teacher=None,
-                teacher_checkpoint=None,
-                teacher_epochs=None,
-                epochs=cfg.teacher_epochs or cfg.epochs,
-                method_params={},
-                save_weights=False,
-                grid=None,
-            )
-            teacher_dir = run_training(teacher_cfg, progress=progress)
-            teacher = _trained_model(teacher_dir, name, num_classes)
-            runs.append(str(teacher_dir))
-        teachers.append(teacher.to(device))
-    if not teachers:
-        return None, None
-    if len(teachers) == 1:
-        return teachers[0], runs[0]
-    return nn.ModuleList(teachers), (runs if any(runs) else None)
-
-
-def without_unused_teacher(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` without its teacher settings when the method uses no teacher (nokd,
-    uda_nokd): such a run neither loads nor evaluates one, and the teacher is no part of
-    its identity or run id (a sweep row with a teacher in its base gives the same run)."""
-    cls = method_class(cfg.method)
-    if issubclass(cls, GridMethod) or cls.needs_teacher or not cfg.teacher:
-        return cfg
-    return replace(cfg, teacher=None, teacher_checkpoint=None, teacher_epochs=None)
-
-
-def run_method(cfg: TrainConfig, progress: bool = True) -> list[Path]:
-    """Run ``cfg``: one run, or every run of a grid method (kdparam, allkd)."""
-    cls = method_class(cfg.method)
-    if issubclass(cls, GridMethod):
-        cfg.validate()
-        return [
-            run_training(run, progress=progress)
-            for run in cls.expand(cfg, resolve_params(cls, cfg.method_params))
-        ]
-    return [run_training(cfg, progress=progress)]
-
-
-# A run with one of these statuses is a result: the same configuration is not run again.
-FINISHED = ("completed", "diverged")
-
-
-def find_run(runs_dir: str | Path, config_hash: str) -> RunRecord | None:
-    """The run below ``runs_dir`` with this configuration: a finished one first (completed,
-    or diverged: the same settings diverge again), else the latest incomplete one (to
-    resume), else None."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    matches = []
-    for config_path in sorted(runs_dir.glob(f"*/{CONFIG}")):
-        try:
-            config = read_json_object(config_path)
-        except UnreadableRecord as e:
-            _skip_unreadable(e)
-            continue
-        if config.get("config_hash") == config_hash:
-            matches.append(RunRecord(config_path.parent))
-    for rec in matches:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            if rec.metrics().get("status") in FINISHED:
-                return rec
-    return matches[-1] if matches else None
-
-
-def _skip_unreadable(error: UnreadableRecord) -> None:
-    """A run directory that cannot be read never stops another configuration."""
-    warnings.warn(f"skipping an unreadable run record: {error}", RunsWarning, stacklevel=3)
-
-
-class RunsWarning(UserWarning):
-    """A run directory below a runs folder could not be read and was skipped."""
-
-
-def set_deterministic() -> None:
-    """Ask torch for deterministic kernels (needed for bit-exact resumes on a GPU)."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-
-
 def build_method(
     cfg: TrainConfig,
     data: CifarData,
@@ -368,9 +301,11 @@ def build_method(
     speed: Speed,
     teacher: nn.Module | None,
     train_loader: Any,
+    resuming: bool = False,
 ) -> tuple[Distiller, torch.optim.Optimizer, Any]:
     """The seeded student wrapped in its method (set up on the device), its optimizer and
-    lr schedule: everything a run trains, shared by ``run_training`` and ``kdlib bench``."""
+    lr schedule: everything a run trains, shared by ``build`` and ``kdlib bench``.
+    ``resuming``: a training checkpoint will restore the state (an init phase is skipped)."""
     seed_everything(cfg.seed)  # the student's init does not depend on how the teacher came
     student = create_model(cfg.student, data.num_classes)
     distiller = create_method(cfg.method, student, teacher, **cfg.method_params).to(device)
@@ -386,6 +321,7 @@ def build_method(
             device=device,
             seed=cfg.seed,
             train_loader=train_loader,
+            resuming=resuming,
         )
     )
     optimizer = make_optimizer(distiller.trainable_parameters(), cfg, speed)
@@ -393,375 +329,3 @@ def build_method(
         optimizer, cfg.milestone_epochs(), gamma=cfg.lr_gamma
     )
     return distiller, optimizer, scheduler
-
-
-def _report_run_dir(path: Path, reused: bool) -> None:
-    """Append ``ran|reused <run dir>`` to ``$KDLIB_RUN_LOG`` (see ``collect_runs``)."""
-    log = os.environ.get("KDLIB_RUN_LOG")
-    if log:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"{'reused' if reused else 'ran'}\t{Path(path).resolve()}\n")
-
-
-@contextlib.contextmanager
-def collect_runs() -> Iterator[list[tuple[str, Path]]]:
-    """Collect ``(ran|reused, run_dir)`` of every run started inside the block, in this
-    process or in child processes such as a notebook kernel, even if the block fails."""
-    import tempfile
-
-    found: list[tuple[str, Path]] = []
-    old = os.environ.get("KDLIB_RUN_LOG")
-    with tempfile.TemporaryDirectory(prefix="kdlib-runlog-") as tmp:
-        log = Path(tmp) / "runs.log"
-        os.environ["KDLIB_RUN_LOG"] = str(log)
-        try:
-            yield found
-        finally:
-            if old is None:
-                os.environ.pop("KDLIB_RUN_LOG", None)
-            else:
-                os.environ["KDLIB_RUN_LOG"] = old
-            if log.exists():
-                text = log.read_text(encoding="utf-8")
-                for line in text.splitlines():
-                    kind, _, path = line.partition("\t")
-                    found.append((kind, Path(path)))
-                if old is not None:  # an enclosing collect_runs sees these runs too
-                    with open(old, "a", encoding="utf-8") as f:
-                        f.write(text)
-
-
-def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | None = None) -> Path:
-    """Train one run as configured and return its run directory.
-
-    Bad settings, missing data or a mismatching checkpoint raise ``KdlibError`` before
-    the run directory is created. A run with the same configuration that already
-    completed (or diverged) is returned as it is; an incomplete one (killed, failed) is
-    resumed from its last checkpoint (``resume`` names the run directory explicitly and
-    insists that its settings match). Once the directory exists, ``metrics.json`` says
-    ``running`` until the end, then ``completed``, or ``failed``/``diverged`` with the error.
-    """
-    cfg.validate()
-    cfg = without_unused_teacher(cfg)
-    device = resolve_device(cfg.device)
-    if cfg.deterministic:
-        set_deterministic()
-    speed = resolve_speed(cfg, device)
-    meta = cached_meta(cfg.dataset, cfg.cache_dir)
-    if resume is None and meta is not None:
-        # Every input of the identity is known before any data is loaded or any teacher
-        # or method is built (AB's init epochs, a teacher trained first): a finished run
-        # never changes, so it is found without the lock (a read-only runs folder still
-        # answers with it) and returned at once.
-        n_train, n_test = meta["counts"]["train"], meta["counts"]["test"]
-        ident = run_identity(
-            cfg, device, speed, meta["fingerprint"], len(meta["classes"]), n_train, n_test
-        )
-        record = find_run(cfg.runs_dir, ident["config_hash"])
-        if record is not None and _status(record) in FINISHED:
-            return _reuse(record, progress)
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
-    config = run_identity(
-        cfg,
-        device,
-        speed,
-        data.fingerprint,
-        data.num_classes,
-        len(data.train_labels),
-        len(data.test_labels),
-    )
-    train_loader, val_loader, test_loader = make_loaders(cfg, data, device, speed)
-    teacher, teacher_run = build_teacher(cfg, data.num_classes, device, progress)
-    distiller, optimizer, scheduler = build_method(cfg, data, device, speed, teacher, train_loader)
-    config.update(teacher_run=teacher_run, method_record=distiller.record())
-    built = {
-        "method_hparams": distiller.hparams,
-        "train_size": train_loader.num_examples,
-        "val_size_actual": 0 if val_loader is None else val_loader.num_examples,
-        "test_size": test_loader.num_examples,
-    }
-    if any(config[k] != v for k, v in built.items()):  # the identity must describe the run
-        raise RuntimeError(f"run identity disagrees with the built run: {built} vs {config}")
-    # Training writes its record and its checkpoints: both folders must take files.
-    ensure_writable_dir(cfg.runs_dir, "--runs-dir")
-    ensure_writable_dir(weights_root(cfg.cache_dir), "--cache-dir (training checkpoints)")
-    with run_lock(cfg.runs_dir, config["config_hash"]):
-        record = find_run(cfg.runs_dir, config["config_hash"])
-        if resume is not None and (
-            record is None or record.path.resolve() != Path(resume).resolve()
-        ):
-            recorded = RunRecord(resume).config()
-            differ = [
-                k
-                for k in sorted(config)
-                if k in identity_keys(config) and config[k] != recorded.get(k)
-            ]
-            raise KdlibError(
-                f"cannot resume {resume}: its recorded settings differ from what they give "
-                f"now ({', '.join(differ[:5]) or 'config hash'}); start a new run instead"
-            )
-        if record is not None and _status(record) in FINISHED:
-            return _reuse(record, progress)
-        if record is None:
-            run_id = new_run_id(config)
-            state_dir = claim_dir(weights_root(cfg.cache_dir), run_id)
-            config["state_dir"] = str(state_dir)
-            record = RunRecord.create(cfg.runs_dir, run_id, config, environment_info(device))
-        _report_run_dir(record.path, reused=False)
-        loop = _Loop(cfg, record, distiller, optimizer, scheduler, device, progress, speed)
-        loop.run(train_loader, val_loader, test_loader)
-    return record.path
-
-
-def run_identity(
-    cfg: TrainConfig,
-    device: torch.device,
-    speed: Speed,
-    fingerprint: str,
-    num_classes: int,
-    n_train: int,
-    n_test: int,
-) -> dict[str, Any]:
-    """The run's config record, ``config_hash`` included, from its settings and the
-    dataset's fingerprint and sizes alone. What only building the run can tell
-    (``teacher_run``, ``method_record``) is no part of the identity and is left None."""
-    cls = method_class(cfg.method)
-    train_size, val_size, test_size = split_sizes(cfg, n_train, n_test)
-    config = cfg.to_dict()
-    config.update(
-        method_hparams=resolve_params(cls, cfg.method_params),
-        milestone_epochs=cfg.milestone_epochs(),
-        teacher_run=None,
-        method_record=None,
-        speed=speed.to_dict(),
-        speed_reason=speed_reason(cfg, device, speed),
-        dataset_fingerprint=fingerprint,
-        num_classes=num_classes,
-        train_size=train_size,
-        val_size_actual=val_size,
-        test_size=test_size,
-    )
-    if cls.revision:  # what the method computes changed (a fixed bug)
-        config["method_revision"] = cls.revision
-    if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
-        config["teacher_checkpoint_sha256"] = [
-            file_sha256(c) if c else None for c in cfg.teacher_checkpoints()
-        ]
-    config["config_hash"] = config_hash(config)
-    return config
-
-
-def _status(record: RunRecord) -> str | None:
-    """A run's recorded status; None when its metrics cannot be read (not a result, so
-    the run is resumed)."""
-    try:
-        return record.metrics().get("status")
-    except (OSError, ValueError):
-        return None
-
-
-def _reuse(record: RunRecord, progress: bool) -> Path:
-    _report_run_dir(record.path, reused=True)
-    if progress:
-        tqdm.write(f"{record.run_id}: already {_status(record)}, not run again")
-    return record.path
-
-
-def remove_stale_temporaries(*folders: Path) -> int:
-    """Remove the temporary files an atomic write killed half-way left (``.<name>.*.tmp``).
-
-    Called when a run starts or resumes, under its lock: no other process writes there.
-    """
-    removed = 0
-    for folder in folders:
-        for tmp in Path(folder).glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed += 1
-    return removed
-
-
-class _Loop:
-    """The epochs of one run, its checkpoints and its record (split out of run_training)."""
-
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        record: RunRecord,
-        distiller: Distiller,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        device: torch.device,
-        progress: bool,
-        speed: Speed,
-    ):
-        self.cfg, self.record, self.distiller, self.speed = cfg, record, distiller, speed
-        self.forward = torch.compile(distiller) if speed.compile else distiller
-        self.optimizer, self.scheduler, self.device, self.progress = (
-            optimizer,
-            scheduler,
-            device,
-            progress,
-        )
-        # the folder in the cache this run claimed when it was created (never shared)
-        self.state_dir = Path(record.config()["state_dir"])
-        self.checkpoint_path = self.state_dir / "checkpoint.pt"
-        self.history: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
-        self.start = time.time()
-
-    def _eval(self, model: nn.Module, loader: DeviceLoader, exact: bool = False) -> float:
-        """Accuracy at the run's precision; ``exact``: in float32 (a teacher's accuracy is
-        a fact about its checkpoint, the same as ``kdlib eval`` gives)."""
-        return evaluate(model, loader, None if exact else self.speed.autocast_dtype)["accuracy"]
-
-    def _metrics(self, status: str, **more: Any) -> None:
-        self.record.write_metrics(
-            {
-                **summarize(self.history),
-                **self.extra,
-                "status": status,
-                "wall_seconds": time.time() - self.start,
-                "pid": os.getpid(),  # which process trained it (sweeps report reuse)
-                "host": socket.gethostname(),
-                **more,
-            }
-        )
-
-    def run(
-        self,
-        train_loader: DeviceLoader,
-        val_loader: DeviceLoader | None,
-        test_loader: DeviceLoader,
-    ) -> None:
-        cfg, distiller = self.cfg, self.distiller
-        student, teacher = distiller.student, distiller.teacher
-        first_epoch = 1
-        removed = remove_stale_temporaries(self.record.path, self.state_dir)
-        if removed and self.progress:
-            tqdm.write(f"{self.record.run_id}: removed {removed} half-written file(s)")
-        try:
-            try:
-                state = load_checkpoint(self.checkpoint_path)
-            except DamagedCheckpoint as e:  # kept aside; the run starts over, saying so
-                kept = set_aside(self.checkpoint_path)
-                warnings.warn(
-                    f"{e}; moved to {kept.name}, restarting the run from scratch",
-                    RunsWarning,
-                    stacklevel=2,
-                )
-                self.extra.setdefault("damaged_checkpoints", []).append(str(kept))
-                self.record.write_history([])
-                state = None
-            if state is not None:
-                restore_checkpoint(
-                    state,
-                    distiller=distiller,
-                    optimizer=self.optimizer,
-                    scheduler=self.scheduler,
-                    loader_generator=train_loader.generator,
-                )
-                self.history, self.extra = state["history"], state["extra"]
-                self.start = time.time() - state["wall_seconds"]
-                first_epoch = state["epoch"] + 1
-                self.extra.setdefault("resumed_at_epochs", []).append(state["epoch"])
-                # killed after the last checkpoint but before history.csv caught up
-                self.record.write_history(self.history)
-            else:
-                # A run killed before its first checkpoint, or whose checkpoint is gone (a
-                # new machine), starts over: its old rows must not outlive the restart.
-                self.history = []
-                if (self.record.path / HISTORY).exists():
-                    self.record.write_history([])
-                if isinstance(teacher, nn.ModuleList):
-                    self.extra["teacher_test_acc"] = [
-                        self._eval(t, test_loader, exact=True) for t in teacher
-                    ]
-                elif teacher is not None:
-                    self.extra["teacher_test_acc"] = self._eval(teacher, test_loader, exact=True)
-            self._metrics("running")
-            for epoch in range(first_epoch, cfg.epochs + 1):
-                if not self._epoch(epoch, train_loader, val_loader, test_loader):
-                    return
-            weights = self.state_dir / "student.pt"
-            save_weights(student, weights)
-            if cfg.save_weights:
-                shutil.copyfile(weights, self.record.path / "student.pt")
-            self._metrics("completed", weights_path=str(weights))
-        except BaseException as e:
-            self._metrics(
-                "failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
-            )
-            raise
-
-    def _epoch(
-        self,
-        epoch: int,
-        train_loader: DeviceLoader,
-        val_loader: DeviceLoader | None,
-        test_loader: DeviceLoader,
-    ) -> bool:
-        """Train and evaluate one epoch; False when the run diverged and must stop."""
-        cfg, student = self.cfg, self.distiller.student
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.distiller.on_epoch_start(epoch)
-        bar = tqdm(
-            total=len(train_loader),
-            desc=f"{self.record.run_id} epoch {epoch}/{cfg.epochs}",
-            leave=False,
-            disable=not self.progress,
-            dynamic_ncols=True,
-        )
-        t0 = time.time()
-        stats = train_one_epoch(
-            self.distiller,
-            train_loader,
-            self.optimizer,
-            bar,
-            epoch=epoch,
-            forward=self.forward,
-            autocast_dtype=self.speed.autocast_dtype,
-        )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.time() - t0
-        bar.close()
-        self.scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr, **stats}
-        bad_step = row.pop("first_nonfinite_step")
-        if bad_step is not None:
-            self._metrics(
-                "diverged",
-                diverged_epoch=epoch,
-                diverged_step=bad_step,
-                error=f"non-finite training loss at epoch {epoch}, step {bad_step}",
-            )
-            return False
-        t1 = time.time()
-        row["val_acc"] = self._eval(student, val_loader) if val_loader else None
-        row["test_acc"] = self._eval(student, test_loader)
-        row.update(seconds=seconds, eval_seconds=time.time() - t1)
-        self.history.append(row)
-        self.record.write_history(self.history)
-        self._metrics("running")
-        faults.fault_point(f"epoch-end:{epoch}")
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_checkpoint(
-                self.checkpoint_path,
-                epoch=epoch,
-                distiller=self.distiller,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                loader_generator=train_loader.generator,
-                history=self.history,
-                extra=self.extra,
-                wall_seconds=time.time() - self.start,
-            )
-        if self.progress:
-            val = row["val_acc"] if row["val_acc"] is not None else float("nan")
-            tqdm.write(
-                f"epoch {epoch:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-                f"train {row['train_acc']:.2f}  val {val:.2f}  "
-                f"test {row['test_acc']:.2f}  ({seconds:.1f}s)"
-            )
-        return True

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from kdlib.io import read_json, write_json
+from kdlib.loop import summarize
 from kdlib.runs import CONFIG, RunRecord, config_hash, new_run_id
-from kdlib.train import summarize
 
 OUT = Path(__file__).resolve().parent / "fixtures" / "runs"
 START = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)

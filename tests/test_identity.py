@@ -95,3 +95,38 @@ def test_a_revised_method_is_another_run(
 
     before = {k: v for k, v in config.items() if k != "method_revision"}
     assert config_hash(before) != config["config_hash"]
+
+
+STUDY_RUNS = sorted((Path(__file__).resolve().parents[1] / "runs").glob("*/config.json"))
+
+
+@pytest.mark.shared_data  # their teacher checkpoints count by content
+@pytest.mark.parametrize("config_path", STUDY_RUNS, ids=[p.parent.name for p in STUDY_RUNS])
+def test_the_study_runs_keep_their_identity(config_path: Path, shared_data: Path) -> None:
+    """Every run recorded in runs/ is found again: its identity, computed afresh from its
+    recorded settings and data set, is the hash it was recorded under."""
+    import json
+
+    from kdlib.claim import run_identity
+    from kdlib.data import DATASETS
+    from kdlib.speed import Speed
+
+    recorded = json.loads(config_path.read_text())
+    cfg = TrainConfig.from_run(recorded)
+    if cfg.teacher_checkpoint:  # recorded relative to the repository root
+        root = config_path.parents[2]
+        cfg.teacher_checkpoint = ",".join(
+            str(root / p) if p else "" for p in cfg.teacher_checkpoints()
+        )
+    spec = DATASETS[cfg.dataset]
+    ident = run_identity(
+        cfg,
+        torch.device("cpu"),
+        Speed(**recorded["speed"]),
+        recorded["dataset_fingerprint"],
+        spec.num_classes,
+        spec.counts["train"],
+        spec.counts["test"],
+    )
+    assert ident["config_hash"] == recorded["config_hash"]
+    assert config_hash(recorded) == recorded["config_hash"]

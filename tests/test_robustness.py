@@ -17,8 +17,8 @@ import pytest
 import kdlib.faults
 from kdlib.cli import main
 from kdlib.config import TrainConfig
-from kdlib.runs import RunRecord, load_runs
-from kdlib.train import RunsWarning, run_training
+from kdlib.runs import RunRecord, RunsWarning, load_runs
+from kdlib.train import run_training
 
 
 def _cfg(tiny_data: dict, runs: Path, **kw) -> TrainConfig:

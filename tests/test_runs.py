@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kdlib.io import atomic_write, write_json
+from kdlib.loop import summarize
 from kdlib.runs import RunRecord, config_hash, load_runs, new_run_id, setting_hash
-from kdlib.train import summarize
 
 CONFIG = {
     "method": "kd",

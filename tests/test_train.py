@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import kdlib.claim
 import kdlib.train
 from kdlib.config import TrainConfig
 from kdlib.errors import KdlibError
@@ -108,7 +109,7 @@ def test_same_config_in_two_runs_dirs_under_one_name_shares_nothing(
     (same configuration, same second, no random token): each claims its own folder in the
     shared cache for its checkpoint and weights."""
     frozen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(kdlib.train, "new_run_id", lambda c: new_run_id(c, now=frozen, token=""))
+    monkeypatch.setattr(kdlib.claim, "new_run_id", lambda c: new_run_id(c, now=frozen, token=""))
     a = RunRecord(run_training(_cfg(tiny_data, tmp_path / "a", epochs=1), progress=False))
     b = RunRecord(run_training(_cfg(tiny_data, tmp_path / "b", epochs=1), progress=False))
     assert a.run_id == b.run_id
@@ -222,7 +223,7 @@ def test_failure_mid_run_is_recorded(
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("kdlib.train.evaluate", boom)
+    monkeypatch.setattr("kdlib.loop.evaluate", boom)
     with pytest.raises(RuntimeError):
         run_training(_cfg(tiny_data, tmp_path, epochs=1), progress=False)
     df = load_runs(tmp_path / "runs")
@@ -288,15 +289,15 @@ def test_a_finished_ab_run_is_found_before_any_data_is_loaded(
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run must be found without this")
 
-    for name in ("load_dataset", "make_loaders", "build_teacher", "build_method"):
+    for name in ("load_dataset", "make_loaders", "build_teachers", "build_method", "build"):
         monkeypatch.setattr(kdlib.train, name, forbidden)
     assert run_training(cfg, progress=False) == first
     # The early identity is the recorded one, key for key.
     recorded = RunRecord(first).config()
-    ident = kdlib.train.run_identity(
+    ident = kdlib.claim.run_identity(
         cfg,
         torch.device("cpu"),
-        kdlib.train.resolve_speed(cfg, torch.device("cpu")),
+        kdlib.claim.resolve_speed(cfg, torch.device("cpu")),
         recorded["dataset_fingerprint"],
         recorded["num_classes"],
         400,  # the tiny data set's train and test sizes

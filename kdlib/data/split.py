@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kdlib.config import TrainConfig
 from kdlib.errors import KdlibError
 
 
@@ -96,3 +97,24 @@ def subset_indices(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
     take = _balanced(counts, limit)
     picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in enumerate(take)]
     return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def split_sizes(cfg: TrainConfig, n_train: int, n_test: int) -> tuple[int, int, int]:
+    """Images that train, validate and test a run, from the split sizes alone; limits
+    above what a split holds are refused (one rule for both limits)."""
+    if cfg.val_size >= n_train:
+        raise KdlibError(
+            f"--val-size={cfg.val_size}: leaves no training data, the training set has "
+            f"{n_train} images; use a smaller --val-size"
+        )
+    remain = n_train - cfg.val_size
+    if cfg.train_limit is not None and cfg.train_limit > remain:
+        raise KdlibError(
+            f"--train-limit={cfg.train_limit}: only {remain} training images "
+            f"remain after the {cfg.val_size}-image validation split"
+        )
+    if cfg.test_limit is not None and cfg.test_limit > n_test:
+        raise KdlibError(f"--test-limit={cfg.test_limit}: the test split has only {n_test} images")
+    train = remain if cfg.train_limit is None else cfg.train_limit
+    test = n_test if cfg.test_limit is None else cfg.test_limit
+    return train, cfg.val_size, test

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdlib.config import settings_where
 from kdlib.paper import method_key
 from kdlib.runs import load_runs
 
@@ -38,29 +39,10 @@ EXCLUDED_GRIDS = ("kdparam",)
 # teacher came that way (teacher-free runs such as nokd always qualify).
 TABLE_TEACHER_FROM = {"table2": "trained", "table3": "checkpoint", "table4": "checkpoint"}
 
-# The student's training protocol, shared by a method's runs and its nokd baseline: a
-# baseline must agree on every one of these the runs recorded (and on ``speed.*``).
-_PROTOCOL = (
-    "student",
-    "dataset",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "nesterov",
-    "lr_milestones",
-    "lr_gamma",
-    "val_size",
-    "train_limit",
-    "augment",
-    "loop",
-    "precision",
-    "channels_last",
-    "compile",
-    "deterministic",
-    "dataset_fingerprint",
-)
+# The student's training protocol, shared by a method's runs and its nokd baseline (the
+# settings the catalogue marks ``protocol``, and the data they saw): a baseline must agree
+# on every one of these the runs recorded (and on ``speed.*``).
+_PROTOCOL = (*settings_where(protocol=True), "dataset_fingerprint")
 
 
 class SettingsWarning(UserWarning):

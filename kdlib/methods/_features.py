@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlib.errors import KdlibError
+from kdlib.models import create_model
+from kdlib.models._resnet_base import CifarResNet
+from kdlib.models.wrn import WideResNet
 
 INPUT_SIZE = 32  # CIFAR images
 
@@ -59,8 +62,6 @@ def probe(model: nn.Module) -> FeatureInfo:
 @lru_cache(maxsize=64)
 def model_info(name: str) -> FeatureInfo:
     """``probe`` of a freshly built ``name`` (for ``check_config``; cached per name)."""
-    from kdlib.models import create_model
-
     return probe(create_model(name, 10))
 
 
@@ -109,9 +110,6 @@ def check_stages(
 
 
 def _family(model: nn.Module) -> str | None:
-    from kdlib.models._resnet_base import CifarResNet
-    from kdlib.models.wrn import WideResNet
-
     if isinstance(model, CifarResNet):
         return "resnet"
     if isinstance(model, WideResNet):
@@ -121,8 +119,6 @@ def _family(model: nn.Module) -> str | None:
 
 def check_prerelu_support(method: str, cfg: Any) -> None:
     """``KdlibError`` unless both models are ones whose pre-ReLU BN we know how to find."""
-    from kdlib.models import create_model
-
     for field, name in (("student", cfg.student), ("teacher", cfg.teacher_names()[0])):
         if _family(create_model(name, 10)) is None:
             raise KdlibError(
@@ -137,8 +133,6 @@ def check_seed_forward_support(method: str, cfg: Any, hparams: dict[str, Any]) -
     ResNet stem: ResNets only."""
     if hparams.get("variant") != "seed":
         return
-    from kdlib.models import create_model
-
     for field, name in (("student", cfg.student), ("teacher", cfg.teacher_names()[0])):
         if _family(create_model(name, 10)) != "resnet":
             raise KdlibError(

@@ -127,7 +127,9 @@ class AB(Distiller):
         super().setup(ctx)
         epochs = self.hparams["init_epochs"]
         connector_params = list(self.connectors.parameters())
-        if epochs > 0:
+        if ctx.resuming:  # the checkpoint holds the student and connectors after the init
+            self.init_stats = {"init_epochs_done": 0, "init_skipped": "resumed from a checkpoint"}
+        elif epochs > 0:
             params = [p for p in self.student.parameters() if p.requires_grad]
             optimizer = torch.optim.SGD(
                 params + connector_params,

@@ -12,6 +12,7 @@ from typing import Any
 from kdlib.errors import KdlibError
 from kdlib.methods.base import GridMethod, Param, register_method
 from kdlib.methods.kd import KD
+from kdlib.models import list_models
 
 DEFAULT_TEACHERS = "resnet8,resnet14,resnet20,resnet26,resnet32,resnet44,resnet56"
 
@@ -46,8 +47,6 @@ class AllKD(GridMethod):
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
-        from kdlib.models import list_models
-
         if cfg.teacher and "teachers" in cfg.method_params:
             raise KdlibError(
                 "method 'allkd': give the teachers either as --teacher a,b,c or as "

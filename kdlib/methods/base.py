@@ -70,6 +70,9 @@ class TrainContext:
     device: torch.device
     seed: int
     train_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]  # for init phases (AB)
+    # A training checkpoint will restore the state after ``setup``: an init phase that
+    # only produces state (AB's) is skipped rather than repeated.
+    resuming: bool = False
 
 
 # A method the seed paper's code ran differently from its authors' definition has a

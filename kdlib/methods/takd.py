@@ -18,6 +18,7 @@ from typing import Any
 from kdlib.errors import KdlibError
 from kdlib.methods.base import Param, register_method
 from kdlib.methods.kd import KD
+from kdlib.models import list_models
 
 
 @register_method
@@ -34,8 +35,6 @@ class TAKD(KD):
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
-        from kdlib.models import list_models
-
         ta = hparams["ta"]
         if not ta:
             raise KdlibError(

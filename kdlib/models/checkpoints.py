@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from kdlib.errors import CheckpointError
 from kdlib.io import UnreadableTorchFile, atomic_write, read_torch
+from kdlib.models.registry import create_model, list_models
 
 #: Keys under which training scripts commonly nest the state dict, tried in this order.
 WRAPPER_KEYS = ("model_state_dict", "state_dict", "model")
@@ -126,8 +127,6 @@ def _signature(shapes: Shapes, head: str | None) -> Shapes:
 
 def _guess_architectures(shapes: Shapes) -> list[str]:
     """Registered model names whose key names and shapes match ``shapes`` exactly."""
-    from kdlib.models.registry import create_model, list_models
-
     classes = shapes.get("linear.weight", (10,))[0]
     matches = []
     for name in list_models():

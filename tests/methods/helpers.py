@@ -17,6 +17,7 @@ from kdlib.cli import main
 from kdlib.config import TrainConfig
 from kdlib.methods import TrainContext, method_class, resolve_params
 from kdlib.models import create_model
+from kdlib.plan import check
 
 # ---------------------------------------------------------------- plain-Python references
 
@@ -135,5 +136,5 @@ def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 def expand(cfg: TrainConfig) -> list[TrainConfig]:
     cls = method_class(cfg.method)
-    cfg.validate()
+    check(cfg)
     return cls.expand(cfg, resolve_params(cls, cfg.method_params))

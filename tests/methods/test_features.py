@@ -13,6 +13,7 @@ from kdlib.config import TrainConfig
 from kdlib.errors import KdlibError
 from kdlib.methods import create_method
 from kdlib.methods._features import model_info
+from kdlib.plan import check
 from tests.methods.helpers import make_batch as _batch
 from tests.methods.helpers import make_models as _models
 
@@ -79,7 +80,7 @@ def test_bad_combination_fails_validation(
 ) -> None:
     cfg = TrainConfig(method=method, student=student, teacher=teacher, method_params=params)
     with pytest.raises(KdlibError, match=message) as e:
-        cfg.validate()
+        check(cfg)
     assert method in str(e.value) and "\n" not in str(e.value)
 
 
@@ -117,7 +118,7 @@ def test_bad_combination_exits_2_from_the_cli(
     ],
 )
 def test_good_combinations_validate(method: str, student: str, teacher: str, params: dict) -> None:
-    TrainConfig(method=method, student=student, teacher=teacher, method_params=params).validate()
+    check(TrainConfig(method=method, student=student, teacher=teacher, method_params=params))
 
 
 def test_model_info_shapes() -> None:

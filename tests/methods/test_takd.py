@@ -10,6 +10,7 @@ import torch
 
 from kdlib.config import TrainConfig
 from kdlib.methods import create_method, method_class, resolve_params
+from kdlib.plan import check
 from tests.methods.helpers import INDEX, LABELS, STUDENT, TEACHER, Fixed, hand_ce, hand_kd
 from tests.methods.helpers import cli_error as _cli_error
 from tests.methods.helpers import total as _total
@@ -26,7 +27,7 @@ def test_takd_teacher_stage_is_kd_from_the_teacher_into_the_ta(ckpt: str) -> Non
         method_params={"ta": "resnet14", "T": "4", "lambda": "0.7"},
         save_weights=True,
     )
-    cfg.validate()
+    check(cfg)
     cls = method_class("takd")
     stage = cls.teacher_stage(cfg, resolve_params(cls, cfg.method_params))
     assert stage.method == "kd"
@@ -38,7 +39,7 @@ def test_takd_teacher_stage_is_kd_from_the_teacher_into_the_ta(ckpt: str) -> Non
     assert stage.method_params == {"T": 4.0, "lambda": 0.7}
     assert (stage.epochs, stage.seed, stage.dataset) == (7, 3, cfg.dataset)
     assert stage.grid is None
-    stage.validate()
+    check(stage)
 
 
 def test_takd_default_ta_is_resnet20() -> None:

@@ -13,6 +13,7 @@ from torch import nn
 from kdlib.data.augment import normalize
 from kdlib.methods import TrainContext, create_method
 from kdlib.methods.uda import denormalize_uint8, view_seed
+from kdlib.plan import check
 from tests.methods.helpers import make_models as _models
 from tests.methods.helpers import np_ce, np_kd, train_context
 from tests.methods.helpers import total as _total
@@ -287,4 +288,4 @@ def test_uda_seed_variant_needs_the_fast_loop() -> None:
         loop="classic",
     )
     with pytest.raises(KdlibError, match="--loop fast"):
-        cfg.validate()
+        check(cfg)
