@@ -237,6 +237,14 @@ class TrainConfig:
     num_workers: int = setting(
         4, group="speed", minimum=0, maximum=1024, help="classic loop's DataLoader workers"
     )
+    tensorboard: str | None = setting(
+        None,
+        group="where",
+        identity=False,
+        path=True,
+        writes=True,
+        help="also write each run's scalars for TensorBoard into this folder (one per run)",
+    )
     checkpoint_every: int = setting(
         10,
         group="where",

@@ -23,6 +23,7 @@ from kdlib.data import DATASETS as DATASET_SPECS
 from kdlib.errors import CheckpointError, KdlibError
 from kdlib.methods import GridMethod, method_class, resolve_params
 from kdlib.models import create_model, list_models, load_weights
+from kdlib.tensorboard import check_available
 
 ROLES = ("run", "teacher", "assistant")
 
@@ -83,6 +84,8 @@ def check(cfg: TrainConfig) -> None:
             f"not {len(teachers)}"
         )
     cfg.validate()
+    if cfg.tensorboard:
+        check_available()
     _check_teacher_checkpoints(cfg)
     hparams = resolve_params(cls, cfg.method_params)
     cls.check_config(cfg, hparams)

@@ -39,6 +39,7 @@ from kdlib.models import create_model, load_weights
 from kdlib.plan import PlannedRun, TeacherSource, plan
 from kdlib.runs import RunRecord, run_status
 from kdlib.speed import Speed, make_optimizer, resolve_speed
+from kdlib.tensorboard import ScalarWriter
 
 # Called after every epoch of a run that trains, with its record and history so far (the
 # run notebook redraws its curve with it).
@@ -115,6 +116,14 @@ def train_planned(
             raise
         if state is None or not record.config().get("method_record"):
             record.update_config(teacher_run=built.teacher_run, method_record=built.method_record)
+        writer = ScalarWriter(cfg.tensorboard, record.run_id) if cfg.tensorboard else None
+
+        def after_epoch(rec: RunRecord, history: list[dict[str, Any]]) -> None:
+            if on_epoch is not None:
+                on_epoch(rec, history)
+            if writer is not None:
+                writer(rec, history)
+
         loop = EpochLoop(
             cfg,
             record,
@@ -125,9 +134,13 @@ def train_planned(
             progress,
             identity.speed,
             extra={"damaged_checkpoints": damaged} if damaged else None,
-            on_epoch=on_epoch,
+            on_epoch=after_epoch,
         )
-        loop.run(built.train, built.val, built.test, state)
+        try:
+            loop.run(built.train, built.val, built.test, state)
+        finally:
+            if writer is not None:
+                writer.close()
     return RunResult(planned, record.path, reused=False)
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"io", "paths", "paper"},
     {"locks", "config"},
     {"runs", "speed", "models", "resume", "notebook_exec", "data", "flops"},
-    {"environment", "evaluate", "methods", "figures"},
+    {"environment", "evaluate", "methods", "figures", "tensorboard"},
     {"plan", "loop", "notebooks", "precision_check"},
     {"claim"},
     {"train"},
