@@ -118,12 +118,15 @@ def curves_figure(
     fig, axes = new_figure(4.3 * len(columns) + 2.0, 3.9, 1, len(columns))
     labels = list(dict.fromkeys(values["label"]))
     seeds = values.groupby("label")["run_id"].nunique().max() > 1  # a band needs two runs
+    # Few epochs (a run that just started): mark each one, so a single epoch is a dot.
+    marker = "o" if values["epoch"].nunique() <= 20 else None
     for k, (ax, column) in enumerate(zip(axes[0], columns, strict=True)):
         sub = values[values["column"] == column]
         with seaborn_style():
             sns.lineplot(
                 data=sub, x="epoch", y="value", hue="label", hue_order=labels, ax=ax,
                 errorbar="sd" if seeds else None, linewidth=1.2, legend=k == 0,
+                marker=marker, markersize=4,
             )  # fmt: skip
         ax.set_ylabel(_CURVE_LABELS.get(column, column))
         if sub.empty:
