@@ -16,6 +16,7 @@ data (a method's teacher, a checkpoint's fit) are ``kdlib.plan.check``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -325,8 +326,8 @@ class TrainConfig:
         the rules between fields that need no registry; ``kdlib.plan.check`` adds the
         methods', models' and checkpoints' rules.
         """
-        for f in dataclasses.fields(self):
-            _check_field(self, f.name, catalogue()[f.name])
+        for name, entry in _catalogue().items():
+            _check_field(self, name, entry)
         if not all(
             isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < 1
             for x in self.lr_milestones
@@ -356,9 +357,14 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- catalogue
 
 
+@functools.cache
+def _catalogue() -> dict[str, Setting]:
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+
+
 def catalogue() -> dict[str, Setting]:
     """Every setting's catalogue entry, in field order."""
-    return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+    return dict(_catalogue())
 
 
 def setting_names() -> list[str]:
@@ -381,6 +387,7 @@ def default(name: str) -> Any:
     return f.default
 
 
+@functools.cache
 def field_types(name: str) -> tuple[tuple[type, ...], bool]:
     """The Python types a setting accepts in files (YAML, JSON) and whether null is one.
 

@@ -37,7 +37,7 @@ from kdlib.locks import RunLocked
 from kdlib.methods import method_class
 from kdlib.notebook_exec import execute_notebook
 from kdlib.plan import PlannedRun, check, describe, plan
-from kdlib.runs import RunRecord, config_hash, find_run, run_status
+from kdlib.runs import FINISHED, RunRecord, config_hash, find_run, run_status
 from kdlib.speed import worker_threads
 from kdlib.train import train_planned
 
@@ -185,7 +185,9 @@ def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[dict[s
     trained it. Which runs those are the registry tells, before and after.
 
     When the notebook fails, a run it trained that still says ``running`` (the kernel
-    died before training could record the error) is marked ``failed`` with the error.
+    died before training could record the error) is marked ``failed`` with the error;
+    when the kernel met a run another process holds, that run and those after it are
+    ``running elsewhere`` and nothing is marked.
     """
     import tempfile
 
@@ -193,16 +195,22 @@ def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[dict[s
     planned = plan(cfg)
     before = {p.key(): finished_run(p.cfg) is not None for p in planned}
     error: KdlibError | None = None
+    locked = False  # the kernel met a run another process holds: not a failure
     with tempfile.TemporaryDirectory(prefix="kdlib-run-") as tmp:
         executed = Path(tmp) / "run.ipynb"
         try:
             parameters = {"config": cfg.to_dict(), "progress": False}
             execute_notebook(notebook, executed, parameters, cwd=Path.cwd())
+        except RunLocked:
+            locked = True
         except KdlibError as e:
             error = e
         rows = []
         for p in planned:
             record = find_run(p.cfg.runs_dir, identify(p.cfg).hash)
+            if locked and (record is None or run_status(record) not in FINISHED):
+                rows.append(_named(p, status="running elsewhere"))
+                continue
             if record is None:
                 rows.append(_named(p, status="failed", error=str(error or "no run")))
                 continue
