@@ -170,14 +170,17 @@ def run_bench(
     num_workers: int = 4,
     only: str | None = None,
     packed: list[int] | None = None,
+    eval_images: int | None = None,
 ) -> dict[str, Any]:
     """Time every variant (or ``only`` that one); returns a JSON-ready dict, one row per
-    variant. ``packed``: also the aggregate speed of N packed runs, for each N given."""
+    variant. ``packed``: also the aggregate speed of N packed runs, for each N given.
+    ``eval_images``: how many images the evaluation is timed on (GPU 10,000, CPU 1,000);
+    it is reported per 10,000 either way."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     steps = steps or (100 if gpu else 5)
     compile = gpu if compile is None else compile
-    n_test = TEST_IMAGES if gpu else 1000
+    n_test = eval_images or (TEST_IMAGES if gpu else 1000)
     data = synthetic_data(steps * batch_size, n_test)
     base = TrainConfig(
         method=method,

@@ -289,6 +289,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     if args.steps is not None and args.steps < 1:
         raise KdlibError(f"--steps={args.steps}: an integer >= 1")
+    if args.eval_images is not None and args.eval_images < 1:
+        raise KdlibError(f"--eval-images={args.eval_images}: an integer >= 1")
     teacher = None if args.teacher in ("", "none") else args.teacher
     _set_threads(args.threads)
     packed = None
@@ -311,6 +313,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         num_workers=args.num_workers,
         only=args.only,
         packed=packed,
+        eval_images=args.eval_images,
     )
     if not args.json_only:
         print(format_table(result))
@@ -500,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--packed", help="also time N runs packed at once, e.g. 1,2 (each gets cores/N threads)"
     )
     be.add_argument("--threads", type=int, help="torch threads of this process")
+    be.add_argument(
+        "--eval-images",
+        type=int,
+        help="images the evaluation is timed on (GPU 10000, CPU 1000), reported per 10k",
+    )
     be.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     be.set_defaults(func=cmd_bench)
 

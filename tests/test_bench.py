@@ -23,6 +23,10 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
             "cpu",
             "--steps",
             "2",
+            "--batch-size",
+            "32",  # small: emulated bf16 (a CPU without native bf16) is ~10x slower
+            "--eval-images",
+            "100",
             "--num-workers",
             "0",
         ]
@@ -30,6 +34,7 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
+    assert result["batch_size"] == 32
     # on a CPU: every precision x layout side by side, and the classic loop
     assert set(result["results"]) == {
         "fp32, contiguous",
