@@ -35,6 +35,7 @@ from kdlib.evaluate import default_eval_batch_size, evaluate
 from kdlib.flops import training_flops_per_image
 from kdlib.loop import train_one_epoch
 from kdlib.models import create_model
+from kdlib.plan import check
 from kdlib.speed import Speed, cpu_speed_facts, resolve_speed, worker_threads
 from kdlib.train import build_method, make_loaders
 
@@ -194,7 +195,7 @@ def run_bench(
         eval_batch_size=default_eval_batch_size(dev),
         num_workers=num_workers,
     )
-    base.validate()
+    check(base)  # the whole request: the methods' and models' rules too
     auto = resolve_speed(base, dev)
     table = variants(dev, ablate, compile)
     auto_name = "fast" if gpu else cpu_setting_name(auto.precision, auto.channels_last)

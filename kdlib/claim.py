@@ -4,7 +4,9 @@ Every input of a run's identity is known before any data is loaded or any teache
 method is built: the settings, the resolved speed settings, a teacher checkpoint's
 content and the prepared dataset's fingerprint and split sizes (from the cache's
 ``meta.json``). So a finished run is found, and returned, before any of that work: a
-finished AB run does not repeat its initialisation epochs, and a look-up loads no data.
+finished AB run does not repeat its initialisation epochs, and a look-up loads no data
+(where the data set was never prepared, it is prepared first: its fingerprint is part of
+the identity).
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ def claim(
     # Training writes its record and its checkpoints: both folders must take files.
     ensure_writable_dir(cfg.runs_dir, "--runs-dir")
     ensure_writable_dir(weights_root(cfg.cache_dir), "--cache-dir (training checkpoints)")
+    if cfg.tensorboard:
+        ensure_writable_dir(cfg.tensorboard, "--tensorboard")
     config = identity.config
     with run_lock(cfg.runs_dir, identity.hash):
         record = find_run(cfg.runs_dir, identity.hash)

@@ -141,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from kdlib.config import TrainConfig, setting_names
+    from kdlib.config import TrainConfig, setting_names, settings_where
     from kdlib.io import read_yaml
     from kdlib.runs import RunRecord
     from kdlib.train import run_method, run_training
@@ -151,14 +151,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
             raise KdlibError(f"--resume={args.resume!r}: not a run directory (no config.json)")
-        where = ("device", "data_dir", "cache_dir")  # where to run may change, not what
+        # Where it runs and where files go may change, not what it computes (the runs
+        # folder is the run directory's parent).
+        where = [k for k in settings_where(identity=False) if k != "runs_dir"]
         extra = sorted(set(given) - {"resume", "quiet", "func", "command", *where})
         if extra:
             flag = "--" + extra[0].replace("_", "-")
+            flags = ", ".join("--" + k.replace("_", "-") for k in where)
             raise KdlibError(
                 f"--resume takes its settings from {run_dir}/config.json, not from {flag}; "
-                f"only --device, --data-dir and --cache-dir may change (start a new run to "
-                f"change anything else)"
+                f"only {flags} may change (start a new run to change anything else)"
             )
         values = TrainConfig.from_run(RunRecord(run_dir).config()).to_dict()
         values["runs_dir"] = str(run_dir.parent)
@@ -269,7 +271,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         if c in table.columns
     ]
-    failed = table[table["status"] == "failed"] if "status" in table.columns else table[:0]
+    from kdlib.sweep import FAILED
+
+    failed = table[table["status"].isin(FAILED)] if "status" in table.columns else table[:0]
     if len(failed) and "error" in table.columns:  # why each one failed, in one short line
         table = table.assign(
             error=[

@@ -51,7 +51,8 @@ class Setting:
     # so runs made before it existed (which ran at its default) keep their identity.
     hash_default: bool = True
     protocol: bool = False  # a method's runs and their nokd baseline must agree on it
-    path: bool = False  # a path (comma-separated list for several teachers)
+    path: bool = False  # a path
+    several: bool = False  # a comma-separated list, one entry per teacher
     writes: bool = False  # a folder kdlib writes into: must be a folder if it exists
     cli: bool = True  # a ``kdlib train`` flag (``--name-with-dashes``)
     choices: tuple[str, ...] = ()
@@ -78,13 +79,17 @@ class TrainConfig:
     method: str = setting("nokd", group="method", help="see `kdlib methods`")
     student: str = setting("resnet8", group="protocol", protocol=True, help="see `kdlib models`")
     teacher: str | None = setting(
-        None, group="teacher", help="teacher model (several, comma-separated, for mkd and allkd)"
+        None,
+        group="teacher",
+        several=True,
+        help="teacher model (several, comma-separated, for mkd and allkd)",
     )
     teacher_checkpoint: str | None = setting(
         None,
         group="teacher",
         identity=False,  # counts by its content: teacher_checkpoint_sha256
         path=True,
+        several=True,
         help="its checkpoint (one per teacher, comma-separated; an empty entry, as in "
         "'a.pth,', trains that teacher first)",
     )
@@ -424,7 +429,9 @@ def _has_type(value: Any, kinds: tuple[type, ...], optional: bool) -> bool:
 
 
 def _bad(cfg: TrainConfig, name: str, allowed: str) -> KdlibError:
-    return KdlibError(f"--{name.replace('_', '-')}={getattr(cfg, name)!r}: {allowed}")
+    """The error naming a bad setting as the user gave it: a flag, or a file's key."""
+    label = f"--{name.replace('_', '-')}" if _catalogue()[name].cli else name
+    return KdlibError(f"{label}={getattr(cfg, name)!r}: {allowed}")
 
 
 def _interval(s: Setting) -> str:

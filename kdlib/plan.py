@@ -25,8 +25,6 @@ from kdlib.methods import GridMethod, method_class, resolve_params
 from kdlib.models import create_model, list_models, load_weights
 from kdlib.tensorboard import check_available
 
-ROLES = ("run", "teacher", "assistant")
-
 
 @dataclass(frozen=True)
 class TeacherSource:

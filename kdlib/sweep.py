@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kdlib.claim import finished_run, identify
-from kdlib.config import TrainConfig, settings_where
+from kdlib.claim import identify
+from kdlib.config import TrainConfig, catalogue, settings_where
 from kdlib.errors import KdlibError
 from kdlib.io import atomic_write, read_yaml
 from kdlib.locks import RunLocked
@@ -39,7 +39,7 @@ from kdlib.notebook_exec import execute_notebook
 from kdlib.plan import PlannedRun, check, describe, plan
 from kdlib.runs import FINISHED, RunRecord, config_hash, find_run, run_status
 from kdlib.speed import worker_threads
-from kdlib.train import train_planned
+from kdlib.train import pending, train_planned
 
 _TOP_KEYS = {"name", "description", "base", "grid", "skip_invalid"}
 # A setting whose value is itself a mapping: a dict in its grid list is its value.
@@ -163,17 +163,23 @@ def load_sweep(path: str | Path) -> Sweep:
     data = read_yaml(path, f"sweep file {str(path)!r}")
     return Sweep.from_dict(data, where=str(path))
 
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "run.ipynb"
 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """The same config with absolute paths, so it means the same in any working folder."""
     values = cfg.to_dict()
-    for key in settings_where(path=True):  # a comma-separated list for several teachers
-        if values[key]:
+    entries = catalogue()
+    for key in settings_where(path=True):
+        if not values[key]:
+            continue
+        if entries[key].several:  # a comma-separated list, one per teacher
             values[key] = ",".join(
                 str(Path(p.strip()).absolute()) if p.strip() else "" for p in values[key].split(",")
             )
+        else:
+            values[key] = str(Path(values[key]).absolute())
     return TrainConfig.from_dict(values)
 
 
@@ -182,19 +188,20 @@ def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[dict[s
     planned run (``run_one``'s rows). The executed copy, outputs included, is saved as
     ``run.ipynb`` in each run directory this execution trained; a run it only reused
     (finished before, such as a teacher shared by several runs) keeps the notebook that
-    trained it. Which runs those are the registry tells, before and after.
+    trained it. Which runs this execution trained the registry tells: a run whose record
+    appeared or changed while the kernel ran, and had not finished before.
 
-    When the notebook fails, a run it trained that still says ``running`` (the kernel
-    died before training could record the error) is marked ``failed`` with the error;
-    when the kernel met a run another process holds, that run and those after it are
-    ``running elsewhere`` and nothing is marked.
+    When the notebook fails (a cell's error, a dead kernel), a run it trained that still
+    says ``running`` is marked ``failed`` with the error, and a run it never reached is
+    ``not started``; when the kernel met a run another process holds, that run and those
+    after it are ``running elsewhere`` and nothing is marked.
     """
     import tempfile
 
     cfg = _absolute(cfg)
     planned = plan(cfg)
-    before = {p.key(): finished_run(p.cfg) is not None for p in planned}
-    error: KdlibError | None = None
+    before = {p.key(): _stamp(p) for p in planned}
+    error: Exception | None = None
     locked = False  # the kernel met a run another process holds: not a failure
     with tempfile.TemporaryDirectory(prefix="kdlib-run-") as tmp:
         executed = Path(tmp) / "run.ipynb"
@@ -203,25 +210,40 @@ def run_via_notebook(cfg: TrainConfig, notebook: Path = NOTEBOOK) -> list[dict[s
             execute_notebook(notebook, executed, parameters, cwd=Path.cwd())
         except RunLocked:
             locked = True
-        except KdlibError as e:
+        except Exception as e:  # a failing cell, a dead kernel, a timeout
             error = e
         rows = []
         for p in planned:
             record = find_run(p.cfg.runs_dir, identify(p.cfg).hash)
+            done_before = before[p.key()][2]
+            ran = record is not None and not done_before and _stamp(p) != before[p.key()]
             if locked and (record is None or run_status(record) not in FINISHED):
                 rows.append(_named(p, status="running elsewhere"))
                 continue
-            if record is None:
-                rows.append(_named(p, status="failed", error=str(error or "no run")))
+            if record is None or not (ran or done_before):
+                why = (
+                    f"{type(error).__name__}: {error}" if error else "the notebook did not reach it"
+                )
+                rows.append(_named(p, status="not started", error=why))
                 continue
-            ran = not before[p.key()]
             if ran and executed.exists():
                 with atomic_write(record.path / "run.ipynb", "wb") as f:
                     f.write(executed.read_bytes())
             if ran and error is not None and run_status(record) == "running":
-                record.write_metrics({**record.metrics(), "status": "failed", "error": str(error)})
+                failure = f"{type(error).__name__}: {error}"
+                record.write_metrics({**record.metrics(), "status": "failed", "error": failure})
             rows.append(_row(p, record, reused=not ran))
     return rows
+
+
+def _stamp(planned: PlannedRun) -> tuple[str | None, int | None, bool]:
+    """Where a planned run's record is, when its metrics last changed, whether it finished."""
+    record = find_run(planned.cfg.runs_dir, identify(planned.cfg).hash)
+    if record is None:
+        return None, None, False
+    metrics = record.path / "metrics.json"
+    mtime = metrics.stat().st_mtime_ns if metrics.exists() else None
+    return str(record.path), mtime, run_status(record) in FINISHED
 
 
 def _named(planned: PlannedRun, **facts: Any) -> dict[str, Any]:
@@ -248,20 +270,31 @@ def _row(planned: PlannedRun, record: RunRecord, reused: bool) -> dict[str, Any]
 
 def run_one(cfg: TrainConfig, via: str = "direct") -> list[dict[str, Any]]:
     """Train the request ``cfg`` for a sweep: one row per planned run, prerequisites
-    first. A run's own failure is reported in its row, never raised; a run whose teacher
-    run failed or is trained by another process is not started."""
+    first. A run's own failure is reported in its row, never raised. A run whose teacher
+    run failed or diverged is ``not started``; one whose teacher run another process is
+    training is ``waiting``; a prerequisite no unfinished run needs is ``not needed``."""
     if via == "notebook":
         try:
             return run_via_notebook(cfg)
-        except RunLocked:
-            return [_named(p, status="running elsewhere") for p in plan(cfg)]
+        except Exception as e:  # the parent's own look-ups (data missing, ...)
+            error = f"{type(e).__name__}: {e}"
+            return [_named(p, status="failed", error=error) for p in plan(_absolute(cfg))]
+    planned = plan(cfg)
+    try:
+        todo = {p.key() for p in pending(planned)}
+    except Exception:  # e.g. no data: every run then fails with the reason in its row
+        todo = {p.key() for p in planned}
     rows: list[dict[str, Any]] = []
     unavailable: dict[str, str] = {}  # key of a run that did not complete -> its status
-    for p in plan(cfg):
+    for p in planned:
+        if p.key() not in todo:
+            rows.append(_named(p, status="not needed"))
+            continue
         blocked = [unavailable[k] for k in p.needs() if k in unavailable]
         if blocked:
-            rows.append(_named(p, status="not started", error=f"its teacher run {blocked[0]}"))
-            unavailable[p.key()] = "was not started"
+            status = "waiting" if blocked[0] == "is running elsewhere" else "not started"
+            rows.append(_named(p, status=status, error=f"its teacher run {blocked[0]}"))
+            unavailable[p.key()] = "is running elsewhere" if status == "waiting" else status
             continue
         try:
             result = train_planned(p, progress=False)
@@ -332,7 +365,7 @@ def run_sweep(
             rows += job.result()
         except Exception as e:  # the job itself died (killed, out of time or memory)
             error = f"job {job.job_id}: {e}"[:500]
-            rows += [_named(p, status="failed", error=error) for p in plan(cfg)]
+            rows += [_named(p, status="failed", error=error) for p in plan(_absolute(cfg))]
     return _one_row_per_run(rows)
 
 
@@ -352,7 +385,19 @@ def _one_row_per_run(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 # How well a worker's row tells what happened to a run, best first: a run some worker
 # completed is completed, whatever another worker saw of it earlier or later.
-_RANK = ("completed", "done before", "diverged", "failed", "running elsewhere", "not started")
+_RANK = (
+    "completed",
+    "done before",
+    "not needed",
+    "diverged",
+    "failed",
+    "not started",
+    "running elsewhere",
+    "waiting",
+)
+# Statuses that mean a run of the sweep did not happen and will not by itself: the exit
+# code says so (a teacher run that failed or diverged leaves its students not started).
+FAILED = ("failed", "not started")
 
 
 def worker_command(

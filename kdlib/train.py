@@ -1,7 +1,8 @@
 """From a request to trained runs: plan -> claim -> build -> train.
 
-``run_method`` (``kdlib train``, sweeps, the run notebook, Slurm jobs) trains every run
-the planner (``kdlib.plan``) lists for a request, prerequisites first. Each planned run
+``run_method`` (``kdlib train``, the run notebook) trains every run the planner
+(``kdlib.plan``) lists for a request, prerequisites first; sweeps (and their Slurm jobs)
+train the same plan run by run through ``train_planned``. Each planned run
 is *claimed* (``kdlib.claim``: its identity, a look-up, its lock, its run directory; a
 finished run is returned there, before any data is loaded), then *built* (the data, its
 loaders, the teacher, the method, whose ``setup`` may train: AB's initialisation), then
@@ -10,6 +11,9 @@ loaders, the teacher, the method, whose ``setup`` may train: AB's initialisation
 
 from __future__ import annotations
 
+import os
+import socket
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +77,32 @@ def run_training(cfg: TrainConfig, progress: bool = True, resume: str | Path | N
             f"method {cfg.method!r} is a grid of runs: train it with `kdlib train` "
             "(kdlib.train.run_method), which runs every cell"
         )
-    run_plan(planned[:-1], progress)
-    return train_planned(planned[-1], progress, resume).path
+    *before, asked = pending(planned)
+    for p in before:
+        train_planned(p, progress)
+    return train_planned(asked, progress, resume).path
+
+
+def pending(planned: list[PlannedRun]) -> list[PlannedRun]:
+    """``planned`` without the prerequisites no unfinished run needs any more: a teacher
+    or assistant whose record is gone is not trained again for a run that finished."""
+    needed: set[str] = set()
+    keep: list[PlannedRun] = []
+    for p in reversed(planned):
+        if p.role != "run" and p.key() not in needed:
+            continue
+        keep.append(p)
+        if finished_run(p.cfg) is None:
+            needed.update(p.needs())
+    return keep[::-1]
 
 
 def run_plan(
     planned: list[PlannedRun], progress: bool = True, on_epoch: EpochCallback | None = None
 ) -> list[RunResult]:
-    """Train each planned run in order (each finished one is only looked up)."""
-    return [train_planned(p, progress, on_epoch=on_epoch) for p in planned]
+    """Train each planned run that is still needed, in order (a finished one is only
+    looked up)."""
+    return [train_planned(p, progress, on_epoch=on_epoch) for p in pending(planned)]
 
 
 def train_planned(
@@ -92,8 +113,9 @@ def train_planned(
 ) -> RunResult:
     """Claim, build and train one planned run; a finished one is returned as it is.
 
-    Once the run directory exists, ``metrics.json`` says ``running`` until the end, then
-    ``completed``, or ``failed``/``diverged`` with the error.
+    Its teachers' runs must have completed (``KdlibError`` otherwise, before anything is
+    written). Once the run directory exists, ``metrics.json`` says ``running`` until the
+    end, then ``completed``, or ``failed``/``diverged`` with the error.
     """
     cfg = planned.cfg
     if cfg.deterministic:
@@ -102,21 +124,28 @@ def train_planned(
     done = finished_run(cfg, identity) if resume is None else None
     if done is not None:
         return _reused(planned, done, progress)
-    # The data is loaded (and verified) before a run directory exists: a corrupt cache is
-    # refused with nothing new on disk.
+    # Everything that can refuse the run is asked before a run directory exists: the
+    # teachers' runs, the data (loaded and verified: a corrupt cache leaves nothing).
+    teacher_runs = [
+        _trained_teacher_run(t) if t.run is not None else None for t in planned.teachers
+    ]
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
     with claim(cfg, identity, resume) as (record, finished):
         if finished:  # finished by another process meanwhile
             return _reused(planned, record, progress)
+        writer = None
         try:
             state, damaged = read_state(record, progress)
-            built = build(planned, identity, data, resuming=state is not None)
+            built = build(planned, identity, data, teacher_runs, resuming=state is not None)
+            if state is None or not record.config().get("method_record"):
+                record.update_config(
+                    teacher_run=built.teacher_run, method_record=built.method_record
+                )
+            if cfg.tensorboard:
+                writer = ScalarWriter(cfg.tensorboard, record.run_id)
         except BaseException as e:
             _record_failure(record, e)
             raise
-        if state is None or not record.config().get("method_record"):
-            record.update_config(teacher_run=built.teacher_run, method_record=built.method_record)
-        writer = ScalarWriter(cfg.tensorboard, record.run_id) if cfg.tensorboard else None
 
         def after_epoch(rec: RunRecord, history: list[dict[str, Any]]) -> None:
             if on_epoch is not None:
@@ -151,13 +180,21 @@ def _reused(planned: PlannedRun, record: RunRecord, progress: bool) -> RunResult
 
 
 def _record_failure(record: RunRecord, error: BaseException) -> None:
-    """A run that failed before its epochs began (building it) says so, with the error."""
+    """A run that failed before its epochs began (building it) says so, with the error,
+    like the epoch loop records a failure."""
     try:
         metrics = record.metrics()
     except (OSError, ValueError):
         metrics = {}
     record.write_metrics(
-        {**metrics, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+        {
+            **metrics,
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
     )
 
 
@@ -179,13 +216,18 @@ class BuiltRun:
 
 
 def build(
-    planned: PlannedRun, identity: Identity, data: CifarData, resuming: bool = False
+    planned: PlannedRun,
+    identity: Identity,
+    data: CifarData,
+    teacher_runs: list[Path | None],
+    resuming: bool = False,
 ) -> BuiltRun:
-    """Make the loaders of ``data``, provide the teachers, build the method; the built
-    run must be the one its identity describes."""
+    """Make the loaders of ``data``, provide the teachers (``teacher_runs``: the run that
+    trained each, or None for a checkpoint), build the method; the built run must be the
+    one its identity describes."""
     cfg, device, speed = planned.cfg, identity.device, identity.speed
     train, val, test = make_loaders(cfg, data, device, speed)
-    teacher, teacher_run = build_teachers(planned, data.num_classes, device)
+    teacher, teacher_run = build_teachers(planned, teacher_runs, data.num_classes, device)
     distiller, optimizer, scheduler = build_method(
         cfg, data, device, speed, teacher, train, resuming=resuming
     )
@@ -205,22 +247,22 @@ def build(
 
 
 def build_teachers(
-    planned: PlannedRun, num_classes: int, device: torch.device
+    planned: PlannedRun, teacher_runs: list[Path | None], num_classes: int, device: torch.device
 ) -> tuple[nn.Module | None, str | list[str | None] | None]:
     """The run's teacher(s) on ``device`` and the run(s) that trained them, if any.
 
-    Each comes from its checkpoint or from the finished run the plan trained first (a
-    teacher trained first, TAKD's assistant). Several come back as an ``nn.ModuleList``.
+    Each comes from its checkpoint or from the completed run the plan trained first (a
+    teacher trained first, TAKD's assistant: ``teacher_runs``). Several come back as an
+    ``nn.ModuleList``.
     """
     teachers: list[nn.Module] = []
     runs: list[str | None] = []
-    for source in planned.teachers:
+    for source, run_dir in zip(planned.teachers, teacher_runs, strict=True):
         model = create_model(source.model, num_classes)
-        if source.checkpoint:
+        if run_dir is None:
             load_weights(model, source.checkpoint)
             runs.append(None)
         else:
-            run_dir = _trained_teacher_run(source)
             load_weights(model, RunRecord(run_dir).metrics()["weights_path"])
             runs.append(str(run_dir))
         teachers.append(model.to(device))

@@ -225,3 +225,96 @@ def test_papermill_failure_marks_the_run_failed_and_the_sweep_goes_on(
     assert "fault injected at epoch-end:2" in df.loc[2, "error"]
     assert df.loc[1, "status"] == "completed"
     assert (Path(df.loc[2, "path"]) / "run.ipynb").exists()  # the failed notebook is kept
+
+
+# ----------------------------------------------------- plans in sweeps (teachers first)
+
+TEACHER_FIRST = """
+name: teacher_first
+base: {{method: kd, student: resnet8, teacher: resnet8, teacher_epochs: 1, epochs: 1,
+        batch_size: 50, val_size: 100, device: cpu, runs_dir: {runs},
+        data_dir: {data_dir}, cache_dir: {cache_dir}}}
+grid:
+  seed: [0]
+"""
+
+
+def _teacher_first(tmp_path: Path, tiny_data: dict) -> Path:
+    path = tmp_path / "teacher_first.yaml"
+    path.write_text(TEACHER_FIRST.format(runs=tmp_path / "runs", **tiny_data))
+    return path
+
+
+@pytest.mark.slow
+def test_a_diverged_teacher_leaves_its_student_not_started(
+    tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from kdlib.cli import main
+    from kdlib.methods.nokd import NoKD
+
+    def nan_forward(self, images, labels):
+        logits = self.student(images)
+        return logits, {"ce": logits.sum() * float("nan")}
+
+    monkeypatch.setattr(NoKD, "forward", nan_forward)  # the teacher (nokd) diverges
+    path = _teacher_first(tmp_path, tiny_data)
+    assert main(["sweep", str(path), "--quiet"]) == 1  # the asked-for run did not happen
+    out, err = capsys.readouterr()
+    rows = out.strip().splitlines()[1:]
+    assert [r.split()[:2] for r in rows] == [["diverged", "teacher"], ["not", "started"]]
+    assert "its teacher run diverged" in out and "1 of 2 runs failed" in err
+    # no run directory for the student: it was refused before one was made
+    assert [d.name.split("-")[2] for d in (tmp_path / "runs").iterdir() if d.is_dir()
+            and not d.name.startswith(".")] == ["nokd"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_finished_run_does_not_retrain_a_teacher_whose_record_is_gone(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    import shutil
+
+    path = _teacher_first(tmp_path, tiny_data)
+    first = run_sweep(load_sweep(path), progress=False)
+    assert list(first["role"]) == ["teacher", "run"]
+    assert list(first["status"]) == ["completed", "completed"]
+    shutil.rmtree(first["run_dir"].iloc[0])  # the teacher's record is gone
+    again = run_sweep(load_sweep(path), progress=False)
+    assert list(again["status"]) == ["not needed", "done before"]
+    assert len([d for d in (tmp_path / "runs").iterdir() if not d.name.startswith(".")]) == 1
+
+
+def test_a_notebook_that_dies_gives_rows_not_an_exception(
+    tiny_data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead kernel (no KdlibError) is a failure of this request, not of the sweep; a
+    record this execution never touched (a stale 'running' one) is not marked."""
+    import kdlib.sweep
+    from kdlib.claim import identify
+
+    sweep = load_sweep(_sweep_file(tmp_path, tiny_data, first=1, second=1))
+    (cfg,) = sweep.expand()
+    stale = RunRecord.create(
+        tmp_path / "runs", "stale", identify(cfg).config, {"note": "a killed earlier sweep"}
+    )
+
+    def dead_kernel(*args, **kwargs):
+        raise RuntimeError("Kernel died before replying to execute request")
+
+    monkeypatch.setattr(kdlib.sweep, "execute_notebook", dead_kernel)
+    (row,) = kdlib.sweep.run_one(cfg, via="notebook")
+    assert row["status"] == "not started" and "Kernel died" in row["error"]
+    assert stale.metrics()["status"] == "running"  # untouched
+    assert not (stale.path / "run.ipynb").exists()
+
+
+def test_absolute_paths_split_only_the_teacher_lists(tmp_path: Path) -> None:
+    from kdlib.config import TrainConfig
+    from kdlib.sweep import _absolute
+
+    cfg = _absolute(
+        TrainConfig(runs_dir="runs,v2", teacher="resnet8,resnet14", teacher_checkpoint="a.pt,")
+    )
+    assert cfg.runs_dir == str(Path("runs,v2").absolute())
+    assert cfg.teacher_checkpoint == f"{Path('a.pt').absolute()},"
+    assert cfg.teacher == "resnet8,resnet14"  # a list of models, not of paths

@@ -62,3 +62,22 @@ def test_a_run_writes_its_scalars(tiny_data: dict, tmp_path: Path) -> None:
         scalars = acc.Scalars(tag)
         assert [s.step for s in scalars] == [1, 2]
         assert [s.value for s in scalars] == pytest.approx(list(history[tag]), rel=1e-6)
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_run_exists(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cfg = TrainConfig(
+        epochs=1,
+        val_size=100,
+        device="cpu",
+        runs_dir=str(tmp_path / "runs"),
+        tensorboard=str(afile / "tb"),  # below a file: no folder can be made there
+        **tiny_data,
+    )
+    with pytest.raises(KdlibError, match="--tensorboard"):
+        run_training(cfg, progress=False)
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]
