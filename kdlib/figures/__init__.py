@@ -22,7 +22,7 @@ from kdlib.figures.curves import (
 from kdlib.figures.gains import gains_figure
 from kdlib.figures.generalization import generalization_figure
 from kdlib.figures.kd_params import kd_params_figure
-from kdlib.figures.markdown import format_summary, summary_markdown
+from kdlib.figures.markdown import format_summary, gains_markdown, summary_markdown
 from kdlib.figures.reproducibility import reproducibility_figure, reproducibility_figures
 from kdlib.figures.saving import save_figure
 from kdlib.figures.selection import (
@@ -63,6 +63,7 @@ __all__ = [
     "select_runs",
     "settings",
     "summary_markdown",
+    "gains_markdown",
     "summary_table",
     "teacher_from",
     "training_curves_figure",

@@ -8,7 +8,7 @@ import pandas as pd
 
 from kdlib.figures.selection import TABLE_TEACHER_FROM, col, is_synthetic, missing
 from kdlib.figures.style import SYNTHETIC_NOTE, tell_apart
-from kdlib.figures.tables import summary_table
+from kdlib.figures.tables import gain_table, summary_table
 from kdlib.paper import TABLES, method_label, model_label
 
 
@@ -56,8 +56,44 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_markdown(df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES)) -> str:
-    """Markdown summary of each paper table (heading + :func:`format_summary`), for README."""
+def gains_markdown(df: pd.DataFrame, digits: int = 2) -> str:
+    """:func:`gain_table` as Markdown: each method's gain over nokd per budget and setting,
+    with its seeds, 95% Welch interval and p beside the paper's gain (Table 3's pair)."""
+
+    def num(v: float, sign: bool = False) -> str:
+        if missing(v):
+            return "–"
+        return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+    gains = gain_table(df)
+    lines = [
+        "| method | teacher → student | teacher from | epochs | precision | seeds (method/nokd) "
+        "| gain | 95% interval | Welch p | paper's gain (200 epochs) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in gains.iterrows():
+        interval = (
+            "–"
+            if missing(r["ci_low"])
+            else f"[{num(r['ci_low'], True)}, {num(r['ci_high'], True)}]"
+        )
+        precision = "–" if missing(r["precision"]) else r["precision"]
+        source = "–" if missing(r["teacher_from"]) else r["teacher_from"]
+        lines.append(
+            f"| {method_label(r['method'])} | {model_label(r['teacher'])} → "
+            f"{model_label(r['student'])} | {source} | {r['epochs']} | {precision} "
+            f"| {r['n']}/{r['baseline_n']} | {num(r['gain'], True)} | {interval} "
+            f"| {num(r['p'])} | {num(r['paper_gain'], True)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(
+    df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES), every_setting: bool = False
+) -> str:
+    """Markdown summary of each paper table (heading + :func:`format_summary`), for README;
+    ``every_setting``: also every setting we ran, at every budget (the CPU campaign's short
+    ones included), and each method's gain over nokd."""
     parts = []
     for table in tables:
         heading = TABLES[table]
@@ -72,4 +108,17 @@ def summary_markdown(df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES)) ->
         )
         summary = format_summary(summary_table(df, table=table))
         parts.append(f"### {heading}\n\n{note}{summary}")
+    if every_setting:
+        note = " [" + SYNTHETIC_NOTE + "]" if is_synthetic(df) else ""
+        parts.append(
+            f"### Every setting we ran, at every budget{note}\n\nOne row per setting "
+            "(seeds pooled only within one setting); accuracies are mean ± std over seeds; "
+            "the paper's number stands beside a row only where its setting is the paper's "
+            "(its budget included).\n\n" + format_summary(summary_table(df))
+        )
+        parts.append(
+            f"### Gain over nokd{note}\n\nFinal-epoch accuracy minus the nokd baseline "
+            "trained the same way (same budget, precision, data); the interval is Welch's "
+            "95% interval over seeds (none below 2 seeds each).\n\n" + gains_markdown(df)
+        )
     return "\n".join(parts)

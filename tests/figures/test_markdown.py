@@ -27,3 +27,23 @@ def test_summary_markdown_has_every_table_and_flags_synthetic_runs(runs, empty) 
     blank = figures.summary_markdown(empty, tables=["table4"])
     assert "SYNTHETIC" not in blank and "Table 2" not in blank
     assert blank.count("| – |") >= 5  # the paper's rows, no runs yet
+
+
+def test_every_setting_and_the_gains_as_markdown(runs, raw) -> None:
+    import scipy.stats
+
+    from tests.figures.helpers import KD_T3_SEEDS
+
+    md = figures.summary_markdown(runs, tables=["table3"], every_setting=True)
+    assert "### Every setting we ran, at every budget [SYNTHETIC FIXTURE DATA]" in md
+    assert "### Gain over nokd [SYNTHETIC FIXTURE DATA]" in md
+    # KD from the released checkpoint at 200 epochs against nokd, from the JSON files
+    plain = (raw["student"] == "resnet8") & (raw["lr"] == 0.1) & (raw["epochs"] == 200)
+    nokd = raw[(raw["method"] == "nokd") & plain]["final_test_acc"]
+    assert len(nokd) == 2
+    ci = scipy.stats.ttest_ind(list(KD_T3_SEEDS), list(nokd), equal_var=False)
+    low, high = ci.confidence_interval(0.95)
+    gain = sum(KD_T3_SEEDS) / 2 - nokd.mean()
+    row = f"| KD | ResNet26 → ResNet8 | checkpoint | 200 | – | 2/{len(nokd)} | {gain:+.2f} "
+    line = next(x for x in md.splitlines() if x.startswith(row))
+    assert f"[{low:+.2f}, {high:+.2f}] | {ci.pvalue:.2f} | +0.91 |" in line
