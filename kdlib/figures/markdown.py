@@ -42,7 +42,10 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
         same,
         [str(v) for v in col(summary, "setting")],
         [None if missing(v) else v for v in col(summary, "teacher_from")],
-        ["" if missing(v) else str(v) for v in col(summary, "params")],
+        [
+            "; ".join(str(v) for v in (p, precision) if not missing(v) and v != "")
+            for p, precision in zip(col(summary, "params"), col(summary, "precision"), strict=True)
+        ],
     )
     for key, name, (_, r) in zip(same, names, summary.iterrows(), strict=True):
         method = method_label(r["method"]) + name[len(key) :]  # what tell_apart added

@@ -32,7 +32,7 @@ from kdlib.stats import difference_interval, mean_std, welch_ttest
 SUMMARY_COLUMNS = [
     "table", "method", "teacher", "student", "dataset", "epochs", "setting", "teacher_from",
     "params", "n_seeds", "seeds", "final_mean", "final_std", "best_mean", "best_std",
-    "sel_mean", "sel_std", "teacher_acc", "paper", "delta", "delta_final",
+    "sel_mean", "sel_std", "teacher_acc", "paper", "delta", "delta_final", "precision",
 ]  # fmt: skip
 GAIN_COLUMNS = [
     "method", "teacher", "student", "dataset", "epochs", "setting", "teacher_from", "params",
@@ -55,6 +55,9 @@ def group_stats(runs: pd.DataFrame) -> dict[str, Any]:
         "setting": found[0] if found else None,
         "teacher_from": teacher_from(runs).iloc[0] if len(runs) else None,
         "params": params_of(runs),
+        "precision": runs["speed.precision"].iloc[0]
+        if len(runs) and "speed.precision" in runs.columns
+        else None,
     }
     seeds = sorted({int(s) for s in numeric(runs, "seed").dropna()})
     out.update(n_seeds=len(seeds), seeds=seeds)

@@ -47,3 +47,11 @@ def test_every_setting_and_the_gains_as_markdown(runs, raw) -> None:
     row = f"| KD | ResNet26 → ResNet8 | checkpoint | 200 | – | 2/{len(nokd)} | {gain:+.2f} "
     line = next(x for x in md.splitlines() if x.startswith(row))
     assert f"[{low:+.2f}, {high:+.2f}] | {ci.pvalue:.2f} | +0.91 |" in line
+
+
+def test_settings_that_differ_in_precision_say_so(runs) -> None:
+    s = figures.summary_table(runs, table="table4")
+    nokd = s[s["method"] == "nokd"].iloc[[0, 0]].reset_index(drop=True)
+    nokd["setting"], nokd["precision"] = ["aaa", "bbb"], ["fp32", "bf16"]
+    md = figures.format_summary(nokd)
+    assert "| NOKD (fp32) |" in md and "| NOKD (bf16) |" in md
