@@ -113,9 +113,10 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A synthetic CIFAR-10 of 2,500 train (2,000 after a 500 validation split), 500 test."""
+    """A synthetic CIFAR-10 of 640 train (512, four batches, after a 128 validation split),
+    128 test: enough for every method's step, its evaluation and its record."""
     root = tmp_path_factory.mktemp("small")
-    write_cifar10_pickles(root / "data", n_train=2500, n_test=500, seed=1)
+    write_cifar10_pickles(root / "data", n_train=640, n_test=128, seed=1)
     return {"data_dir": str(root / "data"), "cache_dir": str(root / "cache")}
 
 

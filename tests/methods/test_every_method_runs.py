@@ -1,4 +1,4 @@
-"""Every registered method completes a 1-epoch CPU run on 2,000 images with a full record."""
+"""Every registered method completes a 1-epoch CPU run on 512 images with a full record."""
 
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ def _teacher_args(name: str, checkpoints: dict[str, str]) -> dict:
 def _one_epoch(
     method: str, params: dict, checkpoints: dict[str, str], data: dict, runs: Path
 ) -> TrainConfig:
-    """One CPU epoch of ``method`` with ``params`` on the 2,000-image data set."""
+    """One CPU epoch of ``method`` with ``params`` on the 512-image data set."""
     return TrainConfig(
         method=method,
         student="resnet8",
         epochs=1,
         seed=0,
-        val_size=500,
+        val_size=128,
         device="cpu",
         runs_dir=str(runs),
         method_params=params,
@@ -69,7 +69,7 @@ def test_one_epoch_run_writes_a_full_record(
         assert metrics["final_test_acc"] is not None
         assert len(rec.history()) == 1
         config = rec.config()
-        assert config["train_size"] == 2000
+        assert config["train_size"] == 512
         assert "method_record" in config
     final = RunRecord(run_dirs[-1]).config()
     assert final["method"] == method or final.get("grid") == method
