@@ -50,6 +50,44 @@ def _row_labels(g: pd.DataFrame) -> list[str]:
     return [f"{name}  n={n}/{b}" for name, n, b in zip(names, g["n"], g["baseline_n"], strict=True)]
 
 
+# A gain further than this from the panel's median row (a collapsed run, for example) is
+# marked at the panel's edge with its value instead of squeezing every other row together.
+OFF_SCALE = 10.0
+
+
+def _window(g: pd.DataFrame, seeds: pd.DataFrame) -> tuple[float, float]:
+    """The panel's x range: 0, the paper's gains, and our values within OFF_SCALE points of
+    the median row's gain, with a margin."""
+    ours = np.concatenate(
+        [g[c].to_numpy(float) for c in ("gain", "ci_low", "ci_high")]
+        + [seeds["gain"].to_numpy(float)]
+    )
+    ours = ours[np.isfinite(ours)]
+    centre = float(np.median(g["gain"].to_numpy(float)))
+    paper = g["paper_gain"].to_numpy(float)
+    shown = np.concatenate(
+        [[0.0], paper[np.isfinite(paper)], ours[abs(ours - centre) <= OFF_SCALE]]
+    )
+    lo, hi = float(shown.min()), float(shown.max())
+    pad = max(0.08 * (hi - lo), 0.5)
+    return lo - pad, hi + pad
+
+
+def _mark_off_scale(ax: Axes, g: pd.DataFrame, window: tuple[float, float]) -> None:
+    """A row whose mean gain lies outside the panel: an arrow at the edge with its value,
+    just above the row so that the paper's diamond stays visible."""
+    lo, hi = window
+    for y, gain in enumerate(g["gain"].to_numpy(float)):
+        if lo <= gain <= hi:
+            continue
+        left = gain < lo
+        ax.annotate(
+            f"{'◀ ' if left else ''}{gain:+.2f} (off scale){'' if left else ' ▶'}",
+            xy=(lo if left else hi, y), xytext=(4 if left else -4, 5), textcoords="offset points",
+            ha="left" if left else "right", va="bottom", fontsize=8, color="C0",
+        )  # fmt: skip
+
+
 def _draw_budget(ax: Axes, g: pd.DataFrame, seeds: pd.DataFrame, level: float) -> None:
     """One budget's panel: each seed's gain, the mean with its Welch interval, the paper's."""
     g = g.iloc[sorted(range(len(g)), key=lambda i: method_sort_key(g["method"].iloc[i]))]
@@ -77,6 +115,9 @@ def _draw_budget(ax: Axes, g: pd.DataFrame, seeds: pd.DataFrame, level: float) -
     )
     ax.axvline(0.0, color="0.3", lw=0.9)
     ax.set_ylabel("")
+    window = _window(g, seeds)
+    ax.set_xlim(*window)
+    _mark_off_scale(ax, g, window)
 
 
 def _seed_gains(df: pd.DataFrame, gains: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -99,7 +140,8 @@ def gains_figure(
     mean as a dot, the mean gain with its Welch interval (:func:`gain_table`; no bar
     below 2 seeds), and the paper's gain (its Table 3 number minus its nokd, at 200
     epochs) as a red diamond. The seed-code and original variants of a method are
-    separate rows; each row says its seeds (method/baseline).
+    separate rows; each row says its seeds (method/baseline). A row further than
+    ``OFF_SCALE`` points from the panel's median is written at the panel's edge.
     """
     gains = _in_table3_pair(gain_table(df, metric=metric, baseline=baseline))
     heading = titled(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ import scipy.stats
 from matplotlib.collections import PathCollection
 
 from kdlib import figures
-from kdlib.figures.gains import _row_labels
+from kdlib.figures.gains import OFF_SCALE, _mark_off_scale, _row_labels, _window
 from kdlib.paper import method_key, method_label, paper_results
 from tests.figures.helpers import plain, texts
 
@@ -76,3 +77,28 @@ def test_only_the_released_teachers_runs_count(runs) -> None:
     assert sum(r.startswith("KD ") for r in rows) == 2  # one per budget
     assert not any("ResNet" in r for r in rows)
     assert np.isfinite(figures.gain_table(runs)["gain"]).all()
+
+
+def test_a_collapsed_row_is_marked_at_the_edge_and_the_others_stay_readable(runs) -> None:
+    # a copy of the 200-epoch OH (seed code) row whose gain is 50 points below the rest
+    g = figures.gain_table(runs)
+    g = g[(g["epochs"] == 200) & (g["teacher_from"] == "checkpoint")]
+    collapsed = g[g["method"] == "oh"].iloc[:1]
+    drop = collapsed["gain"].iloc[0] + 50.0
+    collapsed = collapsed.assign(
+        setting="collapsed",
+        gain=collapsed["gain"] - drop,
+        ci_low=collapsed["ci_low"] - drop,
+        ci_high=collapsed["ci_high"] - drop,
+    )
+    both = pd.concat([g, collapsed])
+    seeds = pd.DataFrame({"setting": ["collapsed"], "gain": [collapsed["gain"].iloc[0]]})
+    lo, hi = _window(both, seeds)
+    others = g[["gain", "ci_low", "ci_high", "paper_gain"]].to_numpy(float)
+    assert lo <= np.nanmin(others) and np.nanmax(others) <= hi
+    assert lo > collapsed["gain"].iloc[0] + OFF_SCALE  # the collapsed row is off the panel
+    fig, ax = plt.subplots()
+    _mark_off_scale(ax, both.reset_index(drop=True), (lo, hi))
+    (note,) = [t.get_text() for t in ax.texts]
+    assert note == f"◀ {collapsed['gain'].iloc[0]:+.2f} (off scale)"
+    plt.close(fig)
