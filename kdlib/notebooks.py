@@ -62,6 +62,10 @@ FIGURES: dict[str, dict[str, str]] = {
             "Test and validation accuracy and training loss per epoch of each method in the "
             "Table 3 setting, mean +- std over seeds."
         ),
+        "training_curves_15_epochs": (
+            "The same at the CPU campaign's short budget of 15 epochs (not the paper's 200): "
+            "every Table 3 row it ran, seed-code and original variants as separate lines."
+        ),
     },
 }
 EXTRA_FILES = {

@@ -69,6 +69,14 @@ def _long(
     return data.dropna(subset=["value"])[["label", "run_id", "epoch", "column", "value"]]
 
 
+def _what_differs(run: pd.DataFrame) -> str:
+    """A run's method parameters and precision: what names its line where one label covers
+    settings that differ in them (``KD (fp32)``, ``KD (bf16)``, as the summary tables)."""
+    precision = col(run, "speed.precision").iloc[0]
+    parts = [params_of(run), "" if missing(precision) else str(precision)]
+    return "; ".join(p for p in parts if p)
+
+
 def curve_values(
     df: pd.DataFrame,
     histories: Mapping[str, pd.DataFrame] | None = None,
@@ -90,7 +98,7 @@ def curve_values(
         list(_group_labels(runs, by)),
         list(settings(runs)),
         list(teacher_from(runs)),
-        [params_of(runs.loc[[i]]) for i in runs.index],
+        [_what_differs(runs.loc[[i]]) for i in runs.index],
     )
     return _long(histories, dict(zip(runs["run_id"].astype(str), labels, strict=True)), columns)
 
@@ -148,20 +156,23 @@ def training_curves_figure(
     histories: Mapping[str, pd.DataFrame] | None = None,
     by: Sequence[str] = _BY,
     columns: Sequence[str] = CURVE_COLUMNS,
+    title: str = "Training curves (mean ± std over seeds)",
 ) -> Figure:
     """Test and validation accuracy and training loss per epoch, mean +- std over seeds.
 
     One line per group of runs (by default per method and setting; only the parts that
     differ between the runs name a line). Select the runs first, e.g. with
     :func:`select_runs`. The training loss includes each method's own terms, so compare
-    its shape across methods, not its level.
+    its shape across methods, not its level. A column no run recorded (validation
+    accuracy where the runs kept no validation split) gets no panel.
     """
     runs = completed(df)
     values = curve_values(runs, histories=histories, by=by, columns=columns)
-    heading = titled("Training curves (mean ± std over seeds)", runs)
+    heading = titled(title, runs)
     if values.empty:
         return message_figure("no completed runs with a history for these settings yet", heading)
-    return curves_figure(values, columns=columns, title=heading)
+    recorded = [c for c in columns if c in set(values["column"])]  # e.g. no val_acc: no split
+    return curves_figure(values, columns=recorded, title=heading)
 
 
 def run_curves_figure(

@@ -13,6 +13,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 
 from kdlib import figures
+from kdlib.figures.curves import curve_values
 from kdlib.paper import method_label
 from tests.figures.helpers import plain, texts
 
@@ -90,3 +91,21 @@ def test_no_completed_runs_say_so(runs, empty, kind: str) -> None:
     df = empty if kind == "empty" else runs[runs["status"] != "completed"]
     assert "no completed runs" in texts(figures.training_curves_figure(df))
     assert figures.mean_curves(df).empty
+
+
+def test_settings_that_differ_in_precision_say_which_and_unrecorded_columns_get_no_panel(
+    runs,
+) -> None:
+    sel = figures.select_runs(runs, method="kd", student="resnet8", teacher="resnet26", epochs=200)
+    kd = sel[[(Path(p) / "history.csv").exists() for p in sel["path"]]].iloc[:2]
+    # the two seeds as two settings, one per precision, that kept no validation split
+    kd = kd.assign(setting_hash=["a" * 10, "b" * 10], **{"speed.precision": ["fp32", "bf16"]})
+    histories = {
+        str(r): pd.read_csv(Path(p) / "history.csv").drop(columns="val_acc")
+        for r, p in zip(kd["run_id"], kd["path"], strict=True)
+    }
+    values = curve_values(kd, histories=histories)
+    assert set(values["label"]) == {"KD (fp32)", "KD (bf16)"}
+    fig = figures.training_curves_figure(kd, histories=histories)
+    panels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert panels == ["test accuracy (%)", "training loss (all terms)"]
