@@ -143,7 +143,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from kdlib.config import TrainConfig, setting_names, settings_where
     from kdlib.io import read_yaml
-    from kdlib.runs import RunRecord
+    from kdlib.runs import RunRecord, is_run_config
     from kdlib.train import run_method, run_training
 
     given = vars(args)
@@ -175,6 +175,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         loaded = read_yaml(args.config, f"--config={args.config!r}")
         if not isinstance(loaded, dict):
             raise KdlibError(f"--config={args.config!r}: expected a mapping of settings")
+        if is_run_config(loaded):  # a run's config.json: its settings repeat the run
+            loaded = TrainConfig.from_run(loaded).to_dict()
         values.update(loaded)
     values.update({k: v for k, v in given.items() if k in setting_names()})
     if "param" in given:
@@ -440,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train one run (or a grid method's runs); prints each run directory",
         argument_default=argparse.SUPPRESS,
     )
-    tr.add_argument("--config", help="YAML file of settings (TrainConfig fields); flags override")
+    tr.add_argument(
+        "--config",
+        help="YAML file of settings (TrainConfig fields), or a run's config.json; flags override",
+    )
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or failed run")
     _add_setting_flags(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -47,6 +47,12 @@ RECORD_ONLY = frozenset(
 )
 
 
+def is_run_config(values: dict[str, Any]) -> bool:
+    """Whether a mapping is a run's recorded ``config.json`` (its settings plus what the run
+    recorded: its id and hash), not a file of settings written by hand."""
+    return "config_hash" in values and "run_id" in values
+
+
 def identity_keys(config: dict[str, Any]) -> list[str]:
     """The keys of a run's config that define its result (not where it ran or where
     files go); a setting the catalogue marks ``hash_default=False`` counts only when it

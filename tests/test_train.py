@@ -12,6 +12,7 @@ import torch
 
 import kdlib.claim
 import kdlib.train
+from kdlib.cli import main
 from kdlib.config import TrainConfig
 from kdlib.errors import KdlibError
 from kdlib.locks import RunLocked, run_lock
@@ -272,7 +273,11 @@ def test_rerunning_a_completed_configuration_returns_it_without_training(
 
 
 def test_a_finished_ab_run_is_found_before_any_data_is_loaded(
-    tiny_data: dict, tmp_path: Path, teacher_checkpoint: str, monkeypatch: pytest.MonkeyPatch
+    tiny_data: dict,
+    tmp_path: Path,
+    teacher_checkpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     # AB's setup trains (its init epochs) and a lookup used to load the data and build the
     # method first: its identity is now computed from the settings and the cache's meta.
@@ -292,6 +297,10 @@ def test_a_finished_ab_run_is_found_before_any_data_is_loaded(
     for name in ("load_dataset", "make_loaders", "build_teachers", "build_method", "build"):
         monkeypatch.setattr(kdlib.train, name, forbidden)
     assert run_training(cfg, progress=False) == first
+    # the run's own config.json given to `kdlib train --config` repeats it: found, as is
+    capsys.readouterr()
+    assert main(["train", "--config", str(first / "config.json"), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == [str(first)]
     # The early identity is the recorded one, key for key.
     recorded = RunRecord(first).config()
     ident = kdlib.claim.run_identity(
