@@ -36,7 +36,13 @@ from kdlib.figures.selection import (
     settings,
     teacher_from,
 )
-from kdlib.figures.tables import gain_table, kd_param_table, paper_gain, summary_table
+from kdlib.figures.tables import (
+    compute_table,
+    gain_table,
+    kd_param_table,
+    paper_gain,
+    summary_table,
+)
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -47,6 +53,7 @@ __all__ = [
     "completed",
     "curves_figure",
     "format_summary",
+    "compute_table",
     "gain_table",
     "gains_figure",
     "generalization_figure",

@@ -8,7 +8,7 @@ import pandas as pd
 
 from kdlib.figures.selection import TABLE_TEACHER_FROM, col, is_synthetic, missing
 from kdlib.figures.style import SYNTHETIC_NOTE, tell_apart
-from kdlib.figures.tables import gain_table, summary_table
+from kdlib.figures.tables import compute_table, gain_table, summary_table
 from kdlib.paper import TABLES, method_label, model_label
 
 
@@ -91,12 +91,36 @@ def gains_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compute_markdown(df: pd.DataFrame) -> str:
+    """:func:`compute_table` as Markdown: what the completed runs cost, per machine kind,
+    precision and budget, with a total."""
+    table = compute_table(df)
+    lines = [
+        "| device | precision | epochs | completed runs | wall-clock hours | CPU-hours |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def hours(v: float) -> str:
+        return "–" if missing(v) else f"{v:.2f}"
+
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r['device']} | {r['precision']} | {int(r['epochs'])} | {r['runs']} "
+            f"| {hours(r['wall_hours'])} | {hours(r['cpu_hours'])} |"
+        )
+    cpu = table["cpu_hours"].sum(min_count=1)
+    lines.append(
+        f"| all | | | {table['runs'].sum()} | {hours(table['wall_hours'].sum())} | {hours(cpu)} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(
     df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES), every_setting: bool = False
 ) -> str:
     """Markdown summary of each paper table (heading + :func:`format_summary`), for README;
     ``every_setting``: also every setting we ran, at every budget (the CPU campaign's short
-    ones included), and each method's gain over nokd."""
+    ones included), each method's gain over nokd, and what the runs cost."""
     parts = []
     for table in tables:
         heading = TABLES[table]
@@ -123,5 +147,11 @@ def summary_markdown(
             f"### Gain over nokd{note}\n\nFinal-epoch accuracy minus the nokd baseline "
             "trained the same way (same budget, precision, data); the interval is Welch's "
             "95% interval over seeds (none below 2 seeds each).\n\n" + gains_markdown(df)
+        )
+        parts.append(
+            f"### Compute{note}\n\nWhat the completed runs cost: wall-clock hours as each "
+            "run recorded them, CPU-hours = wall-clock hours x the torch threads the run had "
+            "(CPU runs; runs sharing a machine each count their own time).\n\n"
+            + compute_markdown(df)
         )
     return "\n".join(parts)

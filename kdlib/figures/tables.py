@@ -336,3 +336,44 @@ def kd_param_table(
         info.update(epochs=int(epochs), T=T, n=n, mean=mean, std=std)
         rows.append({**info, "lambda": lam, "setting": settings(cell).iloc[0]})
     return pd.DataFrame(rows, columns=KD_PARAM_COLUMNS)
+
+
+COMPUTE_COLUMNS = ["device", "precision", "epochs", "runs", "wall_hours", "cpu_hours"]
+
+
+def _machine(row: pd.Series) -> str:
+    """Where a run trained, as the compute table groups it: the accelerator's name, or the
+    CPU's model and whether it computes bf16 natively (the two kinds of CPU differ ~5x)."""
+    if row.get("env.device") not in (None, "cpu") and not missing(row.get("env.device")):
+        return str(row.get("env.device_name", row["env.device"]))
+    native = row.get("env.cpu.native_bf16")
+    kind = "" if missing(native) else (", native bf16" if native else ", no native bf16")
+    name = row.get("env.cpu.cpu_name")
+    return f"CPU ({'unknown model' if missing(name) else name}{kind})"
+
+
+def compute_table(df: pd.DataFrame) -> pd.DataFrame:
+    """What the completed runs cost, per machine kind, precision and budget: their number,
+    wall-clock hours, and CPU-hours (wall time x the torch threads each had; CPU runs)."""
+    runs = df[col(df, "status") == "completed"]
+    if runs.empty:
+        return pd.DataFrame(columns=COMPUTE_COLUMNS)
+    wall = numeric(runs, "wall_seconds") / 3600.0
+    on_cpu = col(runs, "env.device").fillna("cpu") == "cpu"
+    cpu = (wall * numeric(runs, "env.torch_threads")).where(on_cpu)
+    table = pd.DataFrame(
+        {
+            "device": [_machine(r) for _, r in runs.iterrows()],
+            "precision": col(runs, "speed.precision").fillna("–").astype(str),
+            "epochs": numeric(runs, "epochs"),
+            "wall_hours": wall,
+            "cpu_hours": cpu,
+        }
+    )
+    keys = ["device", "precision", "epochs"]
+    out = table.groupby(keys, sort=True).agg(
+        runs=("wall_hours", "size"),
+        wall_hours=("wall_hours", "sum"),
+        cpu_hours=("cpu_hours", lambda s: s.sum(min_count=1)),
+    )
+    return out.reset_index()[COMPUTE_COLUMNS]

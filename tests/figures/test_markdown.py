@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from kdlib import figures
 from kdlib.paper import TABLES
 from tests.figures.helpers import KD_T3_BEST
@@ -55,3 +57,34 @@ def test_settings_that_differ_in_precision_say_so(runs) -> None:
     nokd["setting"], nokd["precision"] = ["aaa", "bbb"], ["fp32", "bf16"]
     md = figures.format_summary(nokd)
     assert "| NOKD (fp32) |" in md and "| NOKD (bf16) |" in md
+
+
+def test_compute_sums_each_machine_kind_precision_and_budget(runs, raw) -> None:
+    md = figures.summary_markdown(runs, tables=["table3"], every_setting=True)
+    assert "### Compute [SYNTHETIC FIXTURE DATA]" in md
+    # the fixture's completed runs, summed per budget from their metrics.json
+    for epochs in (200, 350):
+        sel = raw[raw["epochs"] == epochs]
+        hours = sel["wall_seconds"].sum() / 3600
+        row = f"| synthetic | – | {epochs} | {len(sel)} | {hours:.2f} | – |"
+        assert row in md, row
+    # CPU runs: CPU-hours are wall time x threads; the two kinds of CPU are kept apart
+    cpu = pd.DataFrame(
+        {
+            "status": ["completed", "completed", "completed", "running"],
+            "wall_seconds": [3600.0, 1800.0, 7200.0, 99999.0],
+            "epochs": [15, 15, 15, 15],
+            "env.device": ["cpu"] * 4,
+            "env.torch_threads": [1, 2, 1, 1],
+            "env.cpu.cpu_name": ["EPYC"] * 4,
+            "env.cpu.native_bf16": [True, True, False, False],
+            "speed.precision": ["bf16", "bf16", "fp32", "fp32"],
+        }
+    )
+    table = figures.compute_table(cpu)
+    assert table.to_dict("records") == [
+        {"device": "CPU (EPYC, native bf16)", "precision": "bf16", "epochs": 15, "runs": 2,
+         "wall_hours": 1.5, "cpu_hours": 2.0},
+        {"device": "CPU (EPYC, no native bf16)", "precision": "fp32", "epochs": 15, "runs": 1,
+         "wall_hours": 2.0, "cpu_hours": 2.0},
+    ]  # fmt: skip
