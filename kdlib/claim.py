@@ -129,6 +129,28 @@ def finished_run(cfg: TrainConfig, identity: Identity | None = None) -> RunRecor
     return record if record is not None and run_status(record) in FINISHED else None
 
 
+class NotPrepared(KdlibError):
+    """The data set has no prepared cache, so a run's identity (which holds its
+    fingerprint) cannot be computed without preparing it."""
+
+
+def recorded_run(cfg: TrainConfig) -> RunRecord | None:
+    """The run of ``cfg`` in its runs folder as :func:`find_run` picks it (a finished one,
+    else the latest unfinished one), or None; ``NotPrepared`` where the data set has no
+    prepared cache. Prepares and loads nothing, so listing a sweep's state stays quick."""
+    if cached_meta(cfg.dataset, cfg.cache_dir) is None:
+        where = "".join(
+            f" --{flag} {value}"
+            for flag, value in (("data-dir", cfg.data_dir), ("cache-dir", cfg.cache_dir))
+            if value
+        )
+        raise NotPrepared(
+            f"{cfg.dataset} has no prepared cache in {cfg.cache_dir or 'the default cache'}: "
+            f"run `kdlib data prepare --dataset {cfg.dataset}{where}` to see which runs are done"
+        )
+    return find_run(cfg.runs_dir, identify(cfg).hash)
+
+
 @contextlib.contextmanager
 def claim(
     cfg: TrainConfig, identity: Identity, resume: str | Path | None = None

@@ -211,6 +211,55 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _print_sweep_state(sweep: Any, overrides: dict[str, Any]) -> None:
+    """``kdlib sweep --dry-run``: a line per planned run with its state, then the counts."""
+    from kdlib.claim import NotPrepared
+    from kdlib.runs import FINISHED
+    from kdlib.sweep import sweep_state
+
+    try:
+        state = sweep_state(sweep, overrides)
+        hint = ""
+    except NotPrepared as e:  # the runs without their state
+        state = sweep_state(sweep, overrides, with_state=False)
+        hint = f"state unknown: {e}"
+    names = []
+    for _, r in state.iterrows():
+        teacher = f" from {r['teacher']}" if isinstance(r["teacher"], str) and r["teacher"] else ""
+        method = f"{r['method']}[{r['params']}]" if r["params"] else r["method"]
+        role = "" if r["role"] == "run" else f"  ({r['role']}, trained first)"
+        names.append(
+            f"{method} {r['student']}{teacher} {r['dataset']} e{r['epochs']} s{r['seed']}{role}"
+        )
+    width = max(map(len, names), default=0)
+    for name, (_, r) in zip(names, state.iterrows(), strict=True):
+        if hint:
+            print(name)
+            continue
+        facts = [f"{r['status']:<11}", f"{r['epochs_done']}/{r['epochs']}"]
+        acc = r["final_test_acc"]
+        if isinstance(acc, float) and acc == acc:  # NaN: no epoch yet
+            facts.append(f"{acc:.2f}%" if r["status"] in FINISHED else f"last epoch {acc:.2f}%")
+        if isinstance(r["run_dir"], str):
+            facts.append(_shown_path(r["run_dir"]))
+        print(f"{name:<{width}}  {'  '.join(facts)}")
+    for where, reason in sweep.skipped:
+        print(f"not applicable: {where}: {reason}")
+    if hint:
+        print(hint)
+    else:
+        counts = state["status"].value_counts()
+        print(f"{len(state)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder where it is below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from kdlib.sweep import load_sweep, run_sweep, run_sweep_parallel
 
@@ -219,16 +268,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     sweep = load_sweep(args.file)
     overrides = _parse_overrides(args.set)
-    if args.dry_run:  # every run it trains, teachers and assistants first
-        for planned in sweep.planned(overrides):
-            cfg = planned.cfg
-            teacher = f" from {cfg.teacher}" if cfg.teacher else ""
-            params = ",".join(f"{k}={v}" for k, v in cfg.method_params.items())
-            method = f"{cfg.method}[{params}]" if params else cfg.method
-            role = "" if planned.role == "run" else f"  ({planned.role}, trained first)"
-            print(f"{method} {cfg.student}{teacher} {cfg.dataset} e{cfg.epochs} s{cfg.seed}{role}")
-        for where, reason in sweep.skipped:
-            print(f"not applicable: {where}: {reason}")
+    if args.dry_run:  # every run it trains, teachers and assistants first: where each stands
+        _print_sweep_state(sweep, overrides)
         return
     if args.parallel > 1:
         sweep.expand(overrides)  # every run is checked here, before any worker starts
@@ -460,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a setting of every run, e.g. --set epochs=1 --set train_limit=2000",
     )
-    sw.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    sw.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs and where each stands (from the run records); run nothing",
+    )
     sw.add_argument(
         "--parallel",
         type=int,

@@ -21,7 +21,9 @@ A failed or diverged run is recorded as such and the sweep goes on.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kdlib.claim import identify
+from kdlib.claim import identify, recorded_run
 from kdlib.config import TrainConfig, catalogue, settings_where
 from kdlib.errors import KdlibError
 from kdlib.io import atomic_write, read_yaml
@@ -156,6 +158,61 @@ class Sweep:
             for p in plan(cfg):
                 ordered.setdefault(p.key(), p)
         return list(ordered.values())
+
+
+def _alive_here(metrics: dict[str, Any]) -> bool:
+    """Whether the process that last wrote a run's metrics is alive on this machine."""
+    pid = metrics.get("pid")
+    if metrics.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def run_state(planned: PlannedRun) -> dict[str, Any]:
+    """Where one planned run stands, from its record alone: ``not started``, ``running``
+    (its process is alive here), ``interrupted`` (resumes when the sweep runs again, from
+    its checkpoint where the cache kept it), ``failed``, ``completed`` or ``diverged``."""
+    record = recorded_run(planned.cfg)
+    if record is None:
+        return {"status": "not started", "epochs_done": 0}
+    try:
+        metrics = record.metrics()
+    except (OSError, ValueError):
+        metrics = {}
+    status = metrics.get("status") or "interrupted"
+    if status == "running" and not _alive_here(metrics):
+        status = "interrupted"
+    done = metrics.get("epochs_completed", planned.cfg.epochs if status in FINISHED else 0)
+    return {
+        "status": status,
+        "epochs_done": done,
+        "final_test_acc": metrics.get("final_test_acc"),
+        "run_dir": str(record.path),
+    }
+
+
+STATE_COLUMNS = [
+    "role", "method", "params", "student", "teacher", "dataset", "epochs", "seed",
+    "status", "epochs_done", "final_test_acc", "run_dir",
+]  # fmt: skip
+
+
+def sweep_state(
+    sweep: Sweep, overrides: dict[str, Any] | None = None, with_state: bool = True
+) -> pd.DataFrame:
+    """Every run a sweep trains, prerequisites first, with where it stands
+    (:func:`run_state`; ``with_state=False``: the runs only): what ``kdlib sweep
+    --dry-run`` lists. Trains, prepares and loads nothing; ``NotPrepared`` where the data
+    set was never prepared."""
+    planned = sweep.planned(overrides)
+    rows = [{**describe(p), **(run_state(p) if with_state else {})} for p in planned]
+    return pd.DataFrame(rows).reindex(columns=STATE_COLUMNS)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from kdlib.cli import main
 from kdlib.locks import run_lock
 from kdlib.runs import RunRecord, load_runs
 from kdlib.sweep import Sweep, load_sweep, run_sweep, run_sweep_parallel
@@ -120,19 +122,43 @@ def test_methods_without_teacher_drop_the_pair_teacher() -> None:
 
 
 def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
-    tiny_data: dict, tmp_path: Path
+    tiny_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     path = _sweep_file(tmp_path, tiny_data)
     killed = _kdlib("sweep", str(path), "--quiet", fault="epoch-end:2")
     assert killed.returncode == -signal.SIGKILL
     df = load_runs(tmp_path / "runs").sort_values("epochs")
     assert list(df["status"]) == ["completed", "running"]
+    # --dry-run says where each run stands: the killed one's process is gone
+    first, second, total = _dry_run(path, capsys)
+    acc = df["final_test_acc"].iloc[0]
+    assert first.split()[-4:] == ["completed", "1/1", f"{acc:.2f}%", df["path"].iloc[0]]
+    last = df["final_test_acc"].iloc[1]  # epoch 2 was recorded, its checkpoint never written
+    want = ["interrupted", "2/2", "last", "epoch", f"{last:.2f}%", df["path"].iloc[1]]
+    assert second.split()[-6:] == want
+    assert total == "2 runs: 1 completed, 1 interrupted"
+    killed = RunRecord(df["path"].iloc[1])  # as if this process were training it
+    killed.write_metrics({**killed.metrics(), "pid": os.getpid(), "host": socket.gethostname()})
+    assert _dry_run(path, capsys)[1].split()[-6:-4] == ["running", "2/2"]
+    assert _dry_run(path, capsys, "--set", "seed=5")[-1] == "2 runs: 2 not started"
+    unprepared = _dry_run(path, capsys, "--set", f"cache_dir={tmp_path / 'empty'}")
+    assert unprepared[0] == "nokd resnet8 cifar10 e1 s0"
+    assert unprepared[-1].startswith("state unknown: cifar10 has no prepared cache in ")
+    assert "`kdlib data prepare --dataset cifar10 --data-dir " in unprepared[-1]
     again = _kdlib("sweep", str(path), "--quiet")
     assert again.returncode == 0, again.stderr
     assert _statuses(again.stdout) == ["done", "completed"]  # "done before", then the rest
     df = load_runs(tmp_path / "runs").sort_values("epochs")
     assert list(df["status"]) == ["completed", "completed"] and len(df) == 2
     assert json.loads(df["resumed_at_epochs"].iloc[1]) == [1]
+    assert _dry_run(path, capsys)[-1] == "2 runs: 2 completed"
+
+
+def _dry_run(path: Path, capsys: pytest.CaptureFixture, *args: str) -> list[str]:
+    """The lines of `kdlib sweep PATH --dry-run ARGS` (in this process: it trains nothing)."""
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--dry-run", *args]) == 0
+    return capsys.readouterr().out.strip().splitlines()
 
 
 def test_submitit_local_executor_interrupted_then_rerun(tiny_data: dict, tmp_path: Path) -> None:
