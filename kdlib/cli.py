@@ -240,6 +240,9 @@ def _print_sweep_state(sweep: Any, overrides: dict[str, Any]) -> None:
         acc = r["final_test_acc"]
         if isinstance(acc, float) and acc == acc:  # NaN: no epoch yet
             facts.append(f"{acc:.2f}%" if r["status"] in FINISHED else f"last epoch {acc:.2f}%")
+        left = r["seconds_left"]
+        if isinstance(left, float) and left == left:
+            facts.append(f"about {_duration(left)} left at its pace")
         if isinstance(r["run_dir"], str):
             facts.append(_shown_path(r["run_dir"]))
         print(f"{name:<{width}}  {'  '.join(facts)}")
@@ -250,6 +253,12 @@ def _print_sweep_state(sweep: Any, overrides: dict[str, Any]) -> None:
     else:
         counts = state["status"].value_counts()
         print(f"{len(state)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _duration(seconds: float) -> str:
+    """``47 min`` or ``2.3 h``: how long, to the precision an estimate deserves."""
+    minutes = seconds / 60
+    return f"{max(1, round(minutes))} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 def _shown_path(path: str) -> str:

@@ -174,6 +174,26 @@ def _alive_here(metrics: dict[str, Any]) -> bool:
     return True
 
 
+def seconds_left(history: pd.DataFrame, epochs_done: int, epochs: int) -> float | None:
+    """Seconds an unfinished run still needs at the pace of its last (up to) 3 recorded
+    epochs, training and evaluation; None when no epoch recorded its time or none is left.
+
+    An estimate for someone watching a campaign, not a promise: the pace changes with
+    what else shares the machine.
+    """
+    left = epochs - epochs_done
+    if left <= 0 or history.empty or "seconds" not in history:
+        return None
+    recent = history.tail(3)
+    per_epoch = recent["seconds"].astype(float)
+    if "eval_seconds" in recent:
+        per_epoch = per_epoch + recent["eval_seconds"].astype(float).fillna(0.0)
+    per_epoch = per_epoch.dropna()
+    if per_epoch.empty:
+        return None
+    return float(per_epoch.mean()) * left
+
+
 def run_state(planned: PlannedRun) -> dict[str, Any]:
     """Where one planned run stands, from its record alone: ``not started``, ``running``
     (its process is alive here), ``interrupted`` (resumes when the sweep runs again, from
@@ -189,17 +209,24 @@ def run_state(planned: PlannedRun) -> dict[str, Any]:
     if status == "running" and not _alive_here(metrics):
         status = "interrupted"
     done = metrics.get("epochs_completed", planned.cfg.epochs if status in FINISHED else 0)
+    left = None
+    if status not in FINISHED and status != "failed":
+        try:
+            left = seconds_left(record.history(), done, planned.cfg.epochs)
+        except (OSError, ValueError):  # a garbled history.csv: no estimate
+            left = None
     return {
         "status": status,
         "epochs_done": done,
         "final_test_acc": metrics.get("final_test_acc"),
+        "seconds_left": left,
         "run_dir": str(record.path),
     }
 
 
 STATE_COLUMNS = [
     "role", "method", "params", "student", "teacher", "dataset", "epochs", "seed",
-    "status", "epochs_done", "final_test_acc", "run_dir",
+    "status", "epochs_done", "final_test_acc", "seconds_left", "run_dir",
 ]  # fmt: skip
 
 

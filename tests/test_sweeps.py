@@ -11,12 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from kdlib.cli import main
+from kdlib.cli import _duration, main
 from kdlib.locks import run_lock
 from kdlib.runs import RunRecord, load_runs
-from kdlib.sweep import Sweep, load_sweep, run_sweep, run_sweep_parallel
+from kdlib.sweep import Sweep, load_sweep, run_sweep, run_sweep_parallel, seconds_left
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,6 +141,9 @@ def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
     killed = RunRecord(df["path"].iloc[1])  # as if this process were training it
     killed.write_metrics({**killed.metrics(), "pid": os.getpid(), "host": socket.gethostname()})
     assert _dry_run(path, capsys)[1].split()[-6:-4] == ["running", "2/2"]
+    killed.write_metrics({**killed.metrics(), "epochs_completed": 1})  # as if at epoch 1
+    assert "1/2  last epoch" in (line := _dry_run(path, capsys)[1])
+    assert "about 1 min left at its pace" in line  # a tiny run's epoch takes seconds
     assert _dry_run(path, capsys, "--set", "seed=5")[-1] == "2 runs: 2 not started"
     unprepared = _dry_run(path, capsys, "--set", f"cache_dir={tmp_path / 'empty'}")
     assert unprepared[0] == "nokd resnet8 cifar10 e1 s0"
@@ -344,3 +348,26 @@ def test_absolute_paths_split_only_the_teacher_lists(tmp_path: Path) -> None:
     assert cfg.runs_dir == str(Path("runs,v2").absolute())
     assert cfg.teacher_checkpoint == f"{Path('a.pt').absolute()},"
     assert cfg.teacher == "resnet8,resnet14"  # a list of models, not of paths
+
+
+def test_seconds_left_is_the_recent_pace_times_the_epochs_left() -> None:
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "seconds": [900.0, 100.0, 110.0, 120.0],  # epoch 1 shared the machine
+            "eval_seconds": [10.0, 10.0, 20.0, float("nan")],
+        }
+    )
+    # the last three epochs: (110 + 130 + 120) / 3 = 120 s each, 6 epochs left
+    assert seconds_left(history, 4, 10) == pytest.approx(720.0)
+    assert seconds_left(history, 10, 10) is None  # nothing left
+    assert seconds_left(pd.DataFrame(), 0, 10) is None  # no epoch timed yet
+    assert seconds_left(history.drop(columns="eval_seconds"), 4, 5) == pytest.approx(110.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(20.0, "1 min"), (2820.0, "47 min"), (5400.0, "1.5 h"), (8280.0, "2.3 h")],
+)
+def test_time_left_is_shown_in_minutes_then_hours(seconds: float, shown: str) -> None:
+    assert _duration(seconds) == shown
