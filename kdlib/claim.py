@@ -66,9 +66,10 @@ def dataset_meta(cfg: TrainConfig) -> dict[str, Any]:
     return meta
 
 
-def identify(cfg: TrainConfig) -> Identity:
-    """The identity of the run ``cfg`` on this host (its device decides ``auto``)."""
-    device = resolve_device(cfg.device)
+def identify(cfg: TrainConfig, present: bool = True) -> Identity:
+    """The identity of the run ``cfg`` on this host (its device decides ``auto``);
+    ``present=False`` identifies a run on a named device this host lacks (a look-up)."""
+    device = resolve_device(cfg.device, present)
     speed = resolve_speed(cfg, device)
     meta = dataset_meta(cfg)
     config = run_identity(
@@ -124,7 +125,7 @@ def run_identity(
 def finished_run(cfg: TrainConfig, identity: Identity | None = None) -> RunRecord | None:
     """The completed or diverged run of ``cfg`` in its runs folder, or None. A finished
     run never changes, so no lock is needed (a read-only runs folder still answers)."""
-    identity = identity or identify(cfg)
+    identity = identity or identify(cfg, present=False)
     record = find_run(cfg.runs_dir, identity.hash)
     return record if record is not None and run_status(record) in FINISHED else None
 
@@ -148,7 +149,7 @@ def recorded_run(cfg: TrainConfig) -> RunRecord | None:
             f"{cfg.dataset} has no prepared cache in {cfg.cache_dir or 'the default cache'}: "
             f"run `kdlib data prepare --dataset {cfg.dataset}{where}` to see which runs are done"
         )
-    return find_run(cfg.runs_dir, identify(cfg).hash)
+    return find_run(cfg.runs_dir, identify(cfg, present=False).hash)
 
 
 @contextlib.contextmanager

@@ -240,6 +240,10 @@ def _print_sweep_state(sweep: Any, overrides: dict[str, Any]) -> None:
         acc = r["final_test_acc"]
         if isinstance(acc, float) and acc == acc:  # NaN: no epoch yet
             facts.append(f"{acc:.2f}%" if r["status"] in FINISHED else f"last epoch {acc:.2f}%")
+        start = r["resumes_at"]
+        if r["status"] == "interrupted" and start == start:  # NaN: not interrupted
+            start = int(start)
+            facts.append(f"resumes at epoch {start}" if start else "restarts (no checkpoint here)")
         left = r["seconds_left"]
         if isinstance(left, float) and left == left:
             facts.append(f"about {_duration(left)} left at its pace")

@@ -18,13 +18,14 @@ from kdlib.errors import KdlibError
 from kdlib.speed import cpu_speed_facts
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; asking for missing CUDA is an error."""
+def resolve_device(name: str = "auto", present: bool = True) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; asking for missing CUDA is an error
+    unless ``present`` is False (naming the device a run was made on, to look it up)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise KdlibError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if present and name.startswith("cuda") and not torch.cuda.is_available():
         raise KdlibError(
             f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
         )

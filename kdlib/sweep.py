@@ -20,10 +20,10 @@ A failed or diverged run is recorded as such and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
-import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,12 @@ from kdlib.claim import identify, recorded_run
 from kdlib.config import TrainConfig, catalogue, settings_where
 from kdlib.errors import KdlibError
 from kdlib.io import atomic_write, read_yaml
-from kdlib.locks import RunLocked
+from kdlib.locks import RunLocked, is_locked
+from kdlib.loop import CHECKPOINT
 from kdlib.methods import method_class
 from kdlib.notebook_exec import execute_notebook
 from kdlib.plan import PlannedRun, check, describe, plan
+from kdlib.resume import load_checkpoint
 from kdlib.runs import FINISHED, RunRecord, config_hash, find_run, run_status
 from kdlib.speed import worker_threads
 from kdlib.train import pending, train_planned
@@ -160,20 +162,6 @@ class Sweep:
         return list(ordered.values())
 
 
-def _alive_here(metrics: dict[str, Any]) -> bool:
-    """Whether the process that last wrote a run's metrics is alive on this machine."""
-    pid = metrics.get("pid")
-    if metrics.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
-
-
 def seconds_left(history: pd.DataFrame, epochs_done: int, epochs: int) -> float | None:
     """Seconds an unfinished run still needs at the pace of its last (up to) 3 recorded
     epochs, training and evaluation; None when no epoch recorded its time or none is left.
@@ -195,9 +183,10 @@ def seconds_left(history: pd.DataFrame, epochs_done: int, epochs: int) -> float 
 
 
 def run_state(planned: PlannedRun) -> dict[str, Any]:
-    """Where one planned run stands, from its record alone: ``not started``, ``running``
-    (its process is alive here), ``interrupted`` (resumes when the sweep runs again, from
-    its checkpoint where the cache kept it), ``failed``, ``completed`` or ``diverged``."""
+    """Where one planned run stands, from its record and its lock: ``not started``,
+    ``running`` (a process holds its lock), ``interrupted`` (resumes when the sweep runs
+    again, from the checkpoint the cache kept, else from scratch: ``resumes_at``),
+    ``failed``, ``completed`` or ``diverged``; and, unfinished, about how long it has left."""
     record = recorded_run(planned.cfg)
     if record is None:
         return {"status": "not started", "epochs_done": 0}
@@ -206,27 +195,42 @@ def run_state(planned: PlannedRun) -> dict[str, Any]:
     except (OSError, ValueError):
         metrics = {}
     status = metrics.get("status") or "interrupted"
-    if status == "running" and not _alive_here(metrics):
-        status = "interrupted"
-    done = metrics.get("epochs_completed", planned.cfg.epochs if status in FINISHED else 0)
-    left = None
-    if status not in FINISHED and status != "failed":
-        try:
-            left = seconds_left(record.history(), done, planned.cfg.epochs)
-        except (OSError, ValueError):  # a garbled history.csv: no estimate
-            left = None
-    return {
+    epochs = planned.cfg.epochs
+    done = metrics.get("epochs_completed", epochs if status in FINISHED else 0)
+    state: dict[str, Any] = {
         "status": status,
         "epochs_done": done,
         "final_test_acc": metrics.get("final_test_acc"),
-        "seconds_left": left,
         "run_dir": str(record.path),
     }
+    if status in FINISHED:
+        return state
+    if is_locked(planned.cfg.runs_dir, identify(planned.cfg, present=False).hash):
+        state["status"], start = "running", done  # even while it is still being set up
+    else:
+        if status == "running":  # its process is gone
+            state["status"] = "interrupted"
+        start = state["resumes_at"] = _checkpoint_epoch(record)
+    with contextlib.suppress(OSError, ValueError):  # a garbled history.csv: no estimate
+        state["seconds_left"] = seconds_left(record.history(), start, epochs)
+    return state
+
+
+def _checkpoint_epoch(record: RunRecord) -> int:
+    """The epoch an unfinished run resumes from: its checkpoint's, 0 when the cache has
+    none (a new machine) or it cannot be read (the run then starts over)."""
+    try:
+        state_dir = record.config().get("state_dir")
+        found = load_checkpoint(Path(state_dir) / CHECKPOINT) if state_dir else None
+    except (OSError, ValueError, KdlibError):
+        return 0
+    epoch = found.get("epoch") if found else None
+    return epoch if isinstance(epoch, int) else 0
 
 
 STATE_COLUMNS = [
     "role", "method", "params", "student", "teacher", "dataset", "epochs", "seed",
-    "status", "epochs_done", "final_test_acc", "seconds_left", "run_dir",
+    "status", "epochs_done", "final_test_acc", "resumes_at", "seconds_left", "run_dir",
 ]  # fmt: skip
 
 
@@ -235,10 +239,18 @@ def sweep_state(
 ) -> pd.DataFrame:
     """Every run a sweep trains, prerequisites first, with where it stands
     (:func:`run_state`; ``with_state=False``: the runs only): what ``kdlib sweep
-    --dry-run`` lists. Trains, prepares and loads nothing; ``NotPrepared`` where the data
-    set was never prepared."""
+    --dry-run`` lists. A prerequisite that no unfinished run needs any more (its record
+    gone, its runs finished) is ``not needed``: the sweep would not train it. Trains,
+    prepares and loads nothing; ``NotPrepared`` where the data set was never prepared."""
     planned = sweep.planned(overrides)
-    rows = [{**describe(p), **(run_state(p) if with_state else {})} for p in planned]
+    if not with_state:
+        return pd.DataFrame([describe(p) for p in planned]).reindex(columns=STATE_COLUMNS)
+    states = [run_state(p) for p in planned]  # NotPrepared before anything is prepared
+    todo = {p.key() for p in pending(planned)}
+    for p, state in zip(planned, states, strict=True):
+        if p.key() not in todo and state["status"] == "not started":
+            state["status"] = "not needed"  # a prerequisite of runs that have finished
+    rows = [{**describe(p), **state} for p, state in zip(planned, states, strict=True)]
     return pd.DataFrame(rows).reindex(columns=STATE_COLUMNS)
 
 
@@ -515,7 +527,6 @@ def run_sweep_parallel(
     then diverged or failed, then running elsewhere.
     """
     import json
-    import os
     import subprocess
     import tempfile
 

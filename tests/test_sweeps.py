@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,16 +134,19 @@ def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
     acc = df["final_test_acc"].iloc[0]
     assert first.split()[-4:] == ["completed", "1/1", f"{acc:.2f}%", df["path"].iloc[0]]
     last = df["final_test_acc"].iloc[1]  # epoch 2 was recorded, its checkpoint never written
-    want = ["interrupted", "2/2", "last", "epoch", f"{last:.2f}%", df["path"].iloc[1]]
-    assert second.split()[-6:] == want
-    assert total == "2 runs: 1 completed, 1 interrupted"
-    killed = RunRecord(df["path"].iloc[1])  # as if this process were training it
-    killed.write_metrics({**killed.metrics(), "pid": os.getpid(), "host": socket.gethostname()})
-    assert _dry_run(path, capsys)[1].split()[-6:-4] == ["running", "2/2"]
-    killed.write_metrics({**killed.metrics(), "epochs_completed": 1})  # as if at epoch 1
-    assert "1/2  last epoch" in (line := _dry_run(path, capsys)[1])
-    assert "about 1 min left at its pace" in line  # a tiny run's epoch takes seconds
+    # it resumes from the epoch-1 checkpoint, so one epoch is left to train
+    want = f"interrupted 2/2 last epoch {last:.2f}% resumes at epoch 1 about 1 min left at its pace"
+    assert second.split()[-17:] == [*want.split(), df["path"].iloc[1]]
+    killed = RunRecord(df["path"].iloc[1])
+    with run_lock(tmp_path / "runs", killed.config()["config_hash"]):  # as if training it
+        assert _dry_run(path, capsys)[1].split()[-6:-4] == ["running", "2/2"]
+        killed.write_metrics({**killed.metrics(), "epochs_completed": 1})  # at epoch 1
+        assert "running      1/2  last epoch" in (line := _dry_run(path, capsys)[1])
+        assert "about 1 min left at its pace" in line  # a tiny run's epoch takes seconds
+    killed.write_metrics({**killed.metrics(), "epochs_completed": 2})
     assert _dry_run(path, capsys, "--set", "seed=5")[-1] == "2 runs: 2 not started"
+    # runs of a device this machine lacks are still looked up (made elsewhere): no error
+    assert _dry_run(path, capsys, "--set", "device=cuda")[-1] == "2 runs: 2 not started"
     unprepared = _dry_run(path, capsys, "--set", f"cache_dir={tmp_path / 'empty'}")
     assert unprepared[0] == "nokd resnet8 cifar10 e1 s0"
     assert unprepared[-1].startswith("state unknown: cifar10 has no prepared cache in ")
@@ -300,7 +302,7 @@ def test_a_diverged_teacher_leaves_its_student_not_started(
 
 @pytest.mark.slow
 def test_a_finished_run_does_not_retrain_a_teacher_whose_record_is_gone(
-    tiny_data: dict, tmp_path: Path
+    tiny_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     import shutil
 
@@ -309,6 +311,9 @@ def test_a_finished_run_does_not_retrain_a_teacher_whose_record_is_gone(
     assert list(first["role"]) == ["teacher", "run"]
     assert list(first["status"]) == ["completed", "completed"]
     shutil.rmtree(first["run_dir"].iloc[0])  # the teacher's record is gone
+    teacher, run, total = _dry_run(path, capsys)  # and the listing says so, as the sweep
+    assert teacher.split()[-3:] == ["not", "needed", "0/1"] and run.split()[-4] == "completed"
+    assert total == "2 runs: 1 not needed, 1 completed"
     again = run_sweep(load_sweep(path), progress=False)
     assert list(again["status"]) == ["not needed", "done before"]
     assert len([d for d in (tmp_path / "runs").iterdir() if not d.name.startswith(".")]) == 1
