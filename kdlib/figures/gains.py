@@ -73,16 +73,28 @@ def _window(g: pd.DataFrame, seeds: pd.DataFrame) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _mark_off_scale(ax: Axes, g: pd.DataFrame, window: tuple[float, float]) -> None:
-    """A row whose mean gain lies outside the panel: an arrow at the edge with its value,
-    just above the row so that the paper's diamond stays visible."""
+def _mark_off_scale(
+    ax: Axes, g: pd.DataFrame, seeds: pd.DataFrame, window: tuple[float, float]
+) -> None:
+    """What of a row lies outside the panel, written at its edge just above the row (so
+    the paper's diamond stays visible): a mean gain with its value; else a seed or an
+    interval end that reaches past the edge, with how far."""
     lo, hi = window
-    for y, gain in enumerate(g["gain"].to_numpy(float)):
-        if lo <= gain <= hi:
-            continue
-        left = gain < lo
+    for y, (setting, gain, ci_low, ci_high) in enumerate(
+        zip(g["setting"], g["gain"], g["ci_low"], g["ci_high"], strict=True)
+    ):
+        if not lo <= gain <= hi:
+            value, what = float(gain), ""
+        else:
+            reach = [("a seed at ", v) for v in seeds.loc[seeds["setting"] == setting, "gain"]]
+            reach += [("interval to ", ci_low), ("interval to ", ci_high)]
+            outside = [(w, float(v)) for w, v in reach if np.isfinite(v) and not lo <= v <= hi]
+            if not outside:
+                continue
+            what, value = max(outside, key=lambda wv: abs(wv[1] - gain))
+        left = value < lo
         ax.annotate(
-            f"{'◀ ' if left else ''}{gain:+.2f} (off scale){'' if left else ' ▶'}",
+            f"{'◀ ' if left else ''}{what}{value:+.2f} (off scale){'' if left else ' ▶'}",
             xy=(lo if left else hi, y), xytext=(4 if left else -4, 5), textcoords="offset points",
             ha="left" if left else "right", va="bottom", fontsize=8, color="C0",
         )  # fmt: skip
@@ -117,7 +129,7 @@ def _draw_budget(ax: Axes, g: pd.DataFrame, seeds: pd.DataFrame, level: float) -
     ax.set_ylabel("")
     window = _window(g, seeds)
     ax.set_xlim(*window)
-    _mark_off_scale(ax, g, window)
+    _mark_off_scale(ax, g, seeds, window)
 
 
 def _seed_gains(df: pd.DataFrame, gains: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -98,7 +98,25 @@ def test_a_collapsed_row_is_marked_at_the_edge_and_the_others_stay_readable(runs
     assert lo <= np.nanmin(others) and np.nanmax(others) <= hi
     assert lo > collapsed["gain"].iloc[0] + OFF_SCALE  # the collapsed row is off the panel
     fig, ax = plt.subplots()
-    _mark_off_scale(ax, both.reset_index(drop=True), (lo, hi))
+    _mark_off_scale(ax, both.reset_index(drop=True), seeds, (lo, hi))
     (note,) = [t.get_text() for t in ax.texts]
     assert note == f"◀ {collapsed['gain'].iloc[0]:+.2f} (off scale)"
+    plt.close(fig)
+
+
+def test_a_seed_or_interval_end_past_the_edge_is_marked_too() -> None:
+    # rows inside the panel whose one seed (a) or interval end (b) reaches far past it
+    g = pd.DataFrame(
+        {
+            "setting": ["ok", "a", "b"],
+            "gain": [1.0, 2.0, 0.5],
+            "ci_low": [0.5, 1.0, 0.0],
+            "ci_high": [1.5, 3.0, 31.0],
+        }
+    )
+    seeds = pd.DataFrame({"setting": ["ok", "a", "a", "a"], "gain": [1.0, 2.0, 2.0, -25.0]})
+    fig, ax = plt.subplots()
+    _mark_off_scale(ax, g, seeds, (-1.0, 4.0))
+    notes = {round(t.xy[1]): t.get_text() for t in ax.texts}
+    assert notes == {1: "◀ a seed at -25.00 (off scale)", 2: "interval to +31.00 (off scale) ▶"}
     plt.close(fig)
