@@ -23,12 +23,20 @@ def _columns(gains: pd.DataFrame) -> pd.DataFrame:
     """``gains`` with each row's column: its teacher -> student pair (``pair``; where the
     teacher came from where a pair was run both ways) in its budget (``budget``).
 
-    A teacher-free method (UDA-NOKD) is shown in every column of its student and budget
-    (its gain does not depend on a teacher), in a column of its own ("no teacher") only
-    where no method with a teacher was run there."""
-    gains = gains.assign(
-        budget=[f"{d}, {e} epochs" for d, e in gains[["dataset", "epochs"]].values]
-    )
+    Where a budget holds runs of several precisions (the CPU campaign's bf16 and fp32
+    pools), each precision is a budget of its own. A teacher-free method (UDA-NOKD) is
+    shown in every column of its student and budget (its gain does not depend on a
+    teacher), in a column of its own ("no teacher") only where no method with a teacher
+    was run there."""
+    budget = [f"{d}, {e} epochs" for d, e in gains[["dataset", "epochs"]].values]
+    if "precision" in gains:  # pools of different precision are columns of their own
+        precision = gains["precision"].where(~gains["precision"].map(missing), "")
+        several = precision.groupby(budget).transform("nunique") > 1
+        budget = [
+            f"{b}, {p}" if m and p else b
+            for b, p, m in zip(budget, precision, several, strict=True)
+        ]
+    gains = gains.assign(budget=budget)
     free = gains["method"].map(base_method).isin(TEACHER_FREE)
     taught = gains[~free]
     both = taught.groupby(["teacher", *_BUDGET])["teacher_from"].transform("nunique") > 1

@@ -145,3 +145,19 @@ def test_column_labels_do_not_overlap(runs, tmp_path: Path) -> None:
 def test_no_completed_runs_say_so(runs, empty) -> None:
     for df in (empty, runs[runs["status"] != "completed"], pd.DataFrame(columns=["status"])):
         assert "no completed runs" in texts(figures.generalization_figure(df))
+
+
+def test_runs_of_another_precision_are_a_budget_of_their_own(tmp_path: Path) -> None:
+    # nokd and kd at 350 epochs again, in fp32 (the fixture's runs record no precision):
+    # two pools of one budget, never one cell picked from them
+    root = tmp_path / "runs"
+    shutil.copytree(FIXTURE, root)
+    for method in ("nokd-resnet8", "kd-resnet8-from-resnet26"):
+        for seed in (0, 1):
+            run = sorted(root.glob(f"*-{method}-cifar10-e350-s{seed}"))[0]
+            _copy_run(run, root / f"zz-{method}-fp32-s{seed}", speed={"precision": "fp32"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", figures.SettingsWarning)  # each cell is one setting
+        cells = _cells(figures.generalization_figure(load_runs(root)))
+    kd = {h: t for (r, h, p), t in cells.items() if r == "KD" and "350" in h}
+    assert set(kd) == {"cifar10, 350 epochs", "cifar10, 350 epochs, fp32"}
