@@ -102,7 +102,11 @@ def _mark_off_scale(
 
 def _draw_budget(ax: Axes, g: pd.DataFrame, seeds: pd.DataFrame, level: float) -> None:
     """One budget's panel: each seed's gain, the mean with its Welch interval, the paper's."""
-    g = g.iloc[sorted(range(len(g)), key=lambda i: method_sort_key(g["method"].iloc[i]))]
+    order = [
+        (method_sort_key(m), "" if missing(p) else str(p))  # one method's pools: bf16, fp32
+        for m, p in zip(g["method"], g["precision"], strict=True)
+    ]
+    g = g.iloc[sorted(range(len(g)), key=lambda i: order[i])]
     labels = _row_labels(g)
     row = dict(zip(g["setting"], labels, strict=True))
     seeds = seeds[seeds["setting"].isin(list(row))].assign(row=lambda s: s["setting"].map(row))

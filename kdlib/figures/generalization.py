@@ -33,7 +33,7 @@ def _columns(gains: pd.DataFrame) -> pd.DataFrame:
         precision = gains["precision"].where(~gains["precision"].map(missing), "")
         several = precision.groupby(budget).transform("nunique") > 1
         budget = [
-            f"{b}, {p}" if m and p else b
+            f"{b}\n{p}" if m and p else b  # a second line: headings stay column-wide
             for b, p, m in zip(budget, precision, several, strict=True)
         ]
     gains = gains.assign(budget=budget)

@@ -160,4 +160,4 @@ def test_runs_of_another_precision_are_a_budget_of_their_own(tmp_path: Path) -> 
         warnings.simplefilter("error", figures.SettingsWarning)  # each cell is one setting
         cells = _cells(figures.generalization_figure(load_runs(root)))
     kd = {h: t for (r, h, p), t in cells.items() if r == "KD" and "350" in h}
-    assert set(kd) == {"cifar10, 350 epochs", "cifar10, 350 epochs, fp32"}
+    assert set(kd) == {"cifar10, 350 epochs", "cifar10, 350 epochs\nfp32"}
