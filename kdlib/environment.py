@@ -71,6 +71,20 @@ def git_commit() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
+def machine_kind(device: torch.device) -> dict[str, Any]:
+    """The machine a run trains on, as its cost is reported (the compute table): recorded
+    again at every resume, since a run may continue on another kind of machine."""
+    info: dict[str, Any] = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cpu":
+        facts = cpu_speed_facts()
+        info.update(cpu_name=facts["cpu_name"], native_bf16=facts["native_bf16"])
+    return info
+
+
 def environment_info(device: torch.device) -> dict[str, Any]:
     """Everything about the software and hardware that could change a result."""
     info: dict[str, Any] = {

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from kdlib import faults
 from kdlib.config import TrainConfig
 from kdlib.data import DeviceLoader
+from kdlib.environment import machine_kind
 from kdlib.evaluate import evaluate
 from kdlib.methods import Distiller
 from kdlib.models import save_weights
@@ -252,6 +253,7 @@ class EpochLoop:
                 self.start = time.time() - state["wall_seconds"]
                 first_epoch = state["epoch"] + 1
                 self.extra.setdefault("resumed_at_epochs", []).append(state["epoch"])
+                self.extra.setdefault("resumed_on", []).append(machine_kind(self.device))
                 # killed after the last checkpoint but before history.csv caught up
                 self.record.write_history(self.history)
             else:

@@ -157,6 +157,9 @@ def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
     df = load_runs(tmp_path / "runs").sort_values("epochs")
     assert list(df["status"]) == ["completed", "completed"] and len(df) == 2
     assert json.loads(df["resumed_at_epochs"].iloc[1]) == [1]
+    (machine,) = json.loads(df["resumed_on"].iloc[1])  # where it continued, for its cost
+    assert machine["device"] == "cpu" and machine["torch_threads"] >= 1
+    assert machine["cpu_name"] == df["env.cpu.cpu_name"].iloc[1]
     assert _dry_run(path, capsys)[-1] == "2 runs: 2 completed"
 
 

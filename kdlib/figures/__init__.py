@@ -11,6 +11,7 @@ figures of runs marked ``synthetic_fixture`` say so in their title.
 - one module per kind of figure, and :mod:`~kdlib.figures.saving` (byte-stable files)
 """
 
+from kdlib.figures.compute import compute_table
 from kdlib.figures.curves import (
     CURVE_COLUMNS,
     curves_figure,
@@ -37,7 +38,6 @@ from kdlib.figures.selection import (
     teacher_from,
 )
 from kdlib.figures.tables import (
-    compute_table,
     gain_table,
     kd_param_table,
     paper_gain,

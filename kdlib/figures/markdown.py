@@ -6,9 +6,10 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from kdlib.figures.compute import compute_table
 from kdlib.figures.selection import TABLE_TEACHER_FROM, col, is_synthetic, missing
 from kdlib.figures.style import SYNTHETIC_NOTE, tell_apart
-from kdlib.figures.tables import compute_table, gain_table, summary_table
+from kdlib.figures.tables import gain_table, summary_table
 from kdlib.paper import TABLES, method_label, model_label
 
 

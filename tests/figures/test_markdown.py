@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from kdlib import figures
@@ -88,3 +90,11 @@ def test_compute_sums_each_machine_kind_precision_and_budget(runs, raw) -> None:
         {"device": "CPU (EPYC, no native bf16)", "precision": "fp32", "epochs": 15, "runs": 1,
          "wall_hours": 2.0, "cpu_hours": 2.0},
     ]  # fmt: skip
+    # a run resumed on the other kind of CPU is credited to neither kind alone
+    avx2 = {"device": "cpu", "cpu_name": "EPYC", "native_bf16": False, "torch_threads": 1}
+    same = {**avx2, "native_bf16": True}
+    cpu["resumed_on"] = [json.dumps([avx2]), json.dumps([same]), None, None]
+    devices = figures.compute_table(cpu)["device"].tolist()
+    mixed = "mixed: CPU (EPYC, native bf16) + CPU (EPYC, no native bf16)"
+    kinds = [mixed, "CPU (EPYC, native bf16)", "CPU (EPYC, no native bf16)"]
+    assert sorted(devices) == sorted(kinds)

@@ -20,6 +20,7 @@ def test_every_name_the_notebooks_call_is_there() -> None:
     assert {"runs_table", "save_figure", "gains_figure", "run_curves_figure"} <= called
     assert not [name for name in called if not hasattr(figures, name)]
     assert set(figures.__all__) == {n for n in dir(figures) if not n.startswith("_")} - {
+        "compute",
         "curves",
         "gains",
         "generalization",
