@@ -205,7 +205,8 @@ def run_state(planned: PlannedRun) -> dict[str, Any]:
     }
     if status in FINISHED:
         return state
-    if is_locked(planned.cfg.runs_dir, identify(planned.cfg, present=False).hash):
+    # the record was found by its identity's hash, which its config keeps: not computed again
+    if is_locked(planned.cfg.runs_dir, str(record.config().get("config_hash"))):
         state["status"], start = "running", done  # even while it is still being set up
     else:
         if status == "running":  # its process is gone
