@@ -8,7 +8,8 @@ Variants turn the speed techniques off one at a time to measure what each contri
 
 On a CPU every precision x memory layout is timed side by side (and the compiled one with
 ``--compile``), marking the one ``auto`` picks; ``packed`` also times N runs packed on the
-CPU at once (N worker processes, each with its share of the cores) against one.
+CPU at once (N worker processes, each with its share of the cores) against one, and the
+``auto`` setting is timed once more with glibc's default malloc (``kdlib.allocator``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdlib.allocator import ENV_KNOBS, allocator_state, tune_allocator
 from kdlib.config import TrainConfig
 from kdlib.data import dataset_stats
 from kdlib.data.cache import CifarData
@@ -41,6 +43,7 @@ from kdlib.train import build_method, make_loaders
 
 EPOCH_IMAGES = 50_000
 TEST_IMAGES = 10_000
+DEFAULT_MALLOC = ", default malloc"  # the row of ``auto`` without kdlib.allocator
 
 
 def synthetic_data(n_train: int, n_test: int, seed: int = 0) -> CifarData:
@@ -172,13 +175,18 @@ def run_bench(
     only: str | None = None,
     packed: list[int] | None = None,
     eval_images: int | None = None,
+    cpu_allocator: str = "tuned",
 ) -> dict[str, Any]:
     """Time every variant (or ``only`` that one); returns a JSON-ready dict, one row per
     variant. ``packed``: also the aggregate speed of N packed runs, for each N given.
     ``eval_images``: how many images the evaluation is timed on (GPU 10,000, CPU 1,000);
-    it is reported per 10,000 either way."""
+    it is reported per 10,000 either way. ``cpu_allocator``: malloc as training runs get
+    it (``kdlib.allocator``); the whole CPU table also times the ``auto`` setting with
+    glibc's default malloc, in a process of its own (malloc settings are process-wide)."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
+    if not gpu:
+        tune_allocator(cpu_allocator)
     steps = steps or (100 if gpu else 5)
     compile = gpu if compile is None else compile
     n_test = eval_images or (TEST_IMAGES if gpu else 1000)
@@ -207,6 +215,10 @@ def run_bench(
             raise KdlibError(f"--only={only!r}: not a variant here; valid: {valid}")
         table = {only: table[only]}
     rows = {name: _time_variant(base, settings, data, dev) for name, settings in table.items()}
+    if not gpu and only is None and allocator_state() == "glibc tuned":
+        rows[auto_name + DEFAULT_MALLOC] = _default_malloc_row(
+            method, student, teacher, str(dev), steps, batch_size, n_test
+        )
     flops = training_flops_per_image(
         create_model(student, 10), create_model(teacher, 10) if teacher else None
     )
@@ -228,6 +240,7 @@ def run_bench(
     }
     if not gpu:
         result["cpu"] = cpu_speed_facts()
+        result["cpu_allocator"] = allocator_state()
     if auto_name in rows and "classic" in rows:
         result["speedup_vs_classic"] = (
             rows["classic"]["seconds_per_epoch"] / rows[auto_name]["seconds_per_epoch"]
@@ -239,9 +252,50 @@ def run_bench(
         )
     if packed:
         result["packed"] = [
-            run_packed(n, method, student, teacher, str(dev), steps, batch_size) for n in packed
+            run_packed(n, method, student, teacher, str(dev), steps, batch_size, cpu_allocator)
+            for n in packed
         ]
     return result
+
+
+def _bench_command(
+    method: str, student: str, teacher: str | None, device: str, steps: int, batch_size: int
+) -> list[str]:
+    """``kdlib bench`` of the ``auto`` setting alone, printing its JSON line only."""
+    return [
+        sys.executable, "-m", "kdlib", "bench", "--method", method, "--student", student,
+        "--teacher", teacher or "none", "--device", device, "--steps", str(steps),
+        "--batch-size", str(batch_size), "--only", "auto", "--json-only", "--no-compile",
+    ]  # fmt: skip
+
+
+def _json_of(child: subprocess.Popen) -> dict[str, Any]:
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise KdlibError(f"bench worker failed: {err.strip().splitlines()[-1:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _default_malloc_row(
+    method: str,
+    student: str,
+    teacher: str | None,
+    device: str,
+    steps: int,
+    batch_size: int,
+    eval_images: int,
+) -> dict[str, Any]:
+    """The ``auto`` setting timed in a process of its own with glibc's default malloc."""
+    cmd = _bench_command(method, student, teacher, device, steps, batch_size)
+    cmd += ["--cpu-allocator", "default", "--eval-images", str(eval_images)]
+    cmd += ["--threads", str(torch.get_num_threads())]
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
+    child = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    row = next(iter(_json_of(child)["results"].values()))
+    row["speed"] = {**row["speed"], "cpu_allocator": "default"}
+    return row
 
 
 def run_packed(
@@ -252,28 +306,20 @@ def run_packed(
     device: str,
     steps: int,
     batch_size: int,
+    cpu_allocator: str = "tuned",
 ) -> dict[str, Any]:
     """``processes`` benches of the ``auto`` setting at once, each in its own process with
     its share of the cores (as ``kdlib sweep --parallel`` gives them): their images per
     second added up, against one process."""
     threads = worker_threads(processes)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [
-        sys.executable, "-m", "kdlib", "bench", "--method", method, "--student", student,
-        "--teacher", teacher or "none", "--device", device, "--steps", str(steps),
-        "--batch-size", str(batch_size), "--only", "auto", "--threads", str(threads),
-        "--json-only", "--no-compile",
-    ]  # fmt: skip
+    cmd = _bench_command(method, student, teacher, device, steps, batch_size)
+    cmd += ["--threads", str(threads), "--cpu-allocator", cpu_allocator]
     children = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for _ in range(processes)
     ]
-    rows = []
-    for child in children:
-        out, err = child.communicate()
-        if child.returncode != 0:
-            raise KdlibError(f"packed bench worker failed: {err.strip().splitlines()[-1:]}")
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    rows = [_json_of(child) for child in children]
     per = [next(iter(r["results"].values())) for r in rows]
     total = sum(r["images_per_second"] for r in per)
     return {
@@ -296,13 +342,13 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['method']}: {result['teacher'] or '-'} -> {result['student']} on "
         f"{result['device_name']} (torch {result['torch']}, batch {result['batch_size']}, "
         f"{result['timed_steps']} timed steps)",
-        f"{'variant':<32} {'s/epoch':>9} {'images/s':>10} {'eval 10k (s)':>13} "
+        f"{'variant':<36} {'s/epoch':>9} {'images/s':>10} {'eval 10k (s)':>13} "
         f"{'vs ' + ref_name:>10} {'TFLOP/s':>8}",
     ]
     for name, row in rows.items():
         mark = "  <- auto" if name == result["auto_variant"] else ""
         lines.append(
-            f"{name:<32} {row['seconds_per_epoch']:>9.2f} {row['images_per_second']:>10.0f} "
+            f"{name:<36} {row['seconds_per_epoch']:>9.2f} {row['images_per_second']:>10.0f} "
             f"{row['eval_seconds_10k']:>13.3f} {row['seconds_per_epoch'] / ref:>9.2f}x"
             f" {row['achieved_tflops']:>8.3f}{mark}"
         )
@@ -311,7 +357,8 @@ def format_table(result: dict[str, Any]) -> str:
         flags = [k for k in ("amx_bf16", "avx512_bf16") if cpu.get(k)]
         lines.append(
             f"auto on this CPU ({cpu['cpu_name']}, native bf16: "
-            f"{', '.join(flags) if flags else 'none'}): {result['auto_variant']}"
+            f"{', '.join(flags) if flags else 'none'}): {result['auto_variant']}; "
+            f"malloc: {result.get('cpu_allocator', 'not recorded')}"
         )
     if "auto_speedup_vs_fp32_contiguous" in result:
         lines.append(

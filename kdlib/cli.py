@@ -373,6 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         num_workers=args.num_workers,
         only=args.only,
         packed=packed,
+        cpu_allocator=args.cpu_allocator,
         eval_images=args.eval_images,
     )
     if not args.json_only:
@@ -574,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-images",
         type=int,
         help="images the evaluation is timed on (GPU 10000, CPU 1000), reported per 10k",
+    )
+    be.add_argument(
+        "--cpu-allocator",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="malloc on a CPU, as for training (kdlib.allocator); the whole CPU table also "
+        "times auto with glibc's default",
     )
     be.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     be.set_defaults(func=cmd_bench)

@@ -240,6 +240,14 @@ class TrainConfig:
     compile: bool = setting(
         False, group="speed", protocol=True, help="torch.compile the training step"
     )
+    cpu_allocator: str = setting(
+        "tuned",
+        group="speed",
+        identity=False,  # where freed memory waits changes no result
+        choices=("tuned", "default"),
+        help="glibc malloc on a CPU: tuned keeps freed memory in the process (no page "
+        "faults each step; about 1.3x faster epochs on a CPU), default leaves glibc's own",
+    )
     num_workers: int = setting(
         4, group="speed", minimum=0, maximum=1024, help="classic loop's DataLoader workers"
     )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import kdlib
+from kdlib.allocator import allocator_state
 from kdlib.errors import KdlibError
 from kdlib.speed import cpu_speed_facts
 
@@ -81,7 +82,11 @@ def machine_kind(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cpu":
         facts = cpu_speed_facts()
-        info.update(cpu_name=facts["cpu_name"], native_bf16=facts["native_bf16"])
+        info.update(
+            cpu_name=facts["cpu_name"],
+            native_bf16=facts["native_bf16"],
+            cpu_allocator=allocator_state(),
+        )
     return info
 
 
@@ -104,4 +109,5 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cpu":  # what decided the CPU's automatic precision and layout
         info["cpu"] = cpu_speed_facts()
+        info["cpu_allocator"] = allocator_state()  # kdlib.allocator: speed, not results
     return info

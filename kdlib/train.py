@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from kdlib.allocator import tune_allocator
 from kdlib.claim import Identity, claim, finished_run, identify
 from kdlib.config import TrainConfig
 from kdlib.data import (
@@ -121,6 +122,8 @@ def train_planned(
     if cfg.deterministic:
         set_deterministic()
     identity = identify(cfg)
+    if identity.device.type == "cpu":  # before the data loads; recorded in env.json
+        tune_allocator(cfg.cpu_allocator)
     done = finished_run(cfg, identity) if resume is None else None
     if done is not None:
         return _reused(planned, done, progress)

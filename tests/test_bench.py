@@ -35,15 +35,22 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
     assert result["batch_size"] == 32
-    # on a CPU: every precision x layout side by side, and the classic loop
+    # on a CPU: every precision x layout side by side, the classic loop, and (glibc)
+    # auto again in a process of its own with glibc's default malloc
+    auto = result["auto_variant"]
+    tuned = result["cpu_allocator"] == "glibc tuned"
     assert set(result["results"]) == {
         "fp32, contiguous",
         "fp32, channels_last",
         "bf16, contiguous",
         "bf16, channels_last",
         "classic",
-    }
-    rows = result["results"]
+    } | ({f"{auto}, default malloc"} if tuned else set())
+    rows = dict(result["results"])
+    if tuned:
+        untuned = rows.pop(f"{auto}, default malloc")
+        assert untuned["steps"] == 2 and untuned["seconds_per_epoch"] > 0
+        assert untuned["speed"] == {**rows[auto]["speed"], "cpu_allocator": "default"}
     for name, row in rows.items():
         assert row["steps"] == 2
         assert row["seconds_per_epoch"] > 0 and row["images_per_second"] > 0
@@ -52,7 +59,7 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
             assert row["speed"]["precision"] == precision
             assert row["speed"]["channels_last"] is (layout == "channels_last")
     assert rows["classic"]["speed"] == {**rows["classic"]["speed"], "loop": "classic"}
-    auto = result["auto_variant"]  # the row auto picks is the one the run would get
+    # the row auto picks is the one the run would get
     assert auto in rows and rows[auto]["speed"]["channels_last"] is True
     assert (rows[auto]["speed"]["precision"] == "bf16") is result["cpu"]["native_bf16"]
     # the speed-ups are the other rows' times over the auto one's
@@ -62,6 +69,7 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
     assert result["auto_speedup_vs_fp32_contiguous"] == pytest.approx(ratio)
     text = "\n".join(out)
     assert f"{auto} " in text and "<- auto" in text and "auto vs fp32 contiguous" in text
+    assert f"malloc: {result['cpu_allocator']}" in text
 
 
 def test_bench_packed_adds_up_its_workers(capsys: pytest.CaptureFixture) -> None:

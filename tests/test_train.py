@@ -264,8 +264,11 @@ def test_rerunning_a_completed_configuration_returns_it_without_training(
 ) -> None:
     first = run_training(_cfg(tiny_data, tmp_path, epochs=1), progress=False)
     stamp = (first / "metrics.json").stat().st_mtime_ns
-    # where files go and how often to checkpoint do not make it another run
-    again = run_training(_cfg(tiny_data, tmp_path, epochs=1, checkpoint_every=3), progress=False)
+    # where files go, how often to checkpoint and how malloc waits do not make it another run
+    again = run_training(
+        _cfg(tiny_data, tmp_path, epochs=1, checkpoint_every=3, cpu_allocator="default"),
+        progress=False,
+    )
     assert again == first
     assert (first / "metrics.json").stat().st_mtime_ns == stamp
     other = run_training(_cfg(tiny_data, tmp_path, epochs=1, seed=3), progress=False)
