@@ -122,11 +122,11 @@ def train_planned(
     if cfg.deterministic:
         set_deterministic()
     identity = identify(cfg)
-    if identity.device.type == "cpu":  # before the data loads; recorded in env.json
-        tune_allocator(cfg.cpu_allocator)
     done = finished_run(cfg, identity) if resume is None else None
     if done is not None:
         return _reused(planned, done, progress)
+    if identity.device.type == "cpu":  # before the data loads; recorded in env.json
+        tune_allocator(cfg.cpu_allocator)
     # Everything that can refuse the run is asked before a run directory exists: the
     # teachers' runs, the data (loaded and verified: a corrupt cache leaves nothing).
     teacher_runs = [

@@ -50,7 +50,9 @@ def test_bench_smoke(capsys: pytest.CaptureFixture) -> None:
     if tuned:
         untuned = rows.pop(f"{auto}, default malloc")
         assert untuned["steps"] == 2 and untuned["seconds_per_epoch"] > 0
-        assert untuned["speed"] == {**rows[auto]["speed"], "cpu_allocator": "default"}
+        assert untuned["speed"] == {**rows[auto]["speed"], "cpu_allocator": "glibc default"}
+        assert untuned["max_rss_mib"] > 0
+    assert result["max_rss_mib"] > 0
     for name, row in rows.items():
         assert row["steps"] == 2
         assert row["seconds_per_epoch"] > 0 and row["images_per_second"] > 0
