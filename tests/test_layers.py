@@ -16,7 +16,7 @@ KDLIB = Path(__file__).resolve().parents[1] / "kdlib"
 # Lowest first. A package (data, models, methods, figures) is one unit: its modules may
 # import each other; what it imports from outside must be lower.
 LAYERS = [
-    {"kdlib", "errors", "faults", "method_catalogue", "stats"},
+    {"kdlib", "errors", "faults", "method_catalogue", "stats", "allocator"},
     {"io", "paths", "paper"},
     {"locks", "config"},
     {"runs", "speed", "models", "resume", "notebook_exec", "data", "flops"},
