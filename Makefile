@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check kdlib tests notebooks
 
 test: lint chromium
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 # The browser test drives Debian's Chromium (tests/test_browser.py): installed with apt-get
 # where it is missing and we are root (CI). Where it cannot be, this says why and goes on,
