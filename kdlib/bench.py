@@ -218,8 +218,9 @@ def run_bench(
     notes: dict[str, Any] = {}
     if not gpu and only is None and allocator_state() == "glibc tuned":
         try:
+            cmd = _bench_command(method, student, teacher, str(dev), steps, batch_size)
             rows[auto_name + DEFAULT_MALLOC] = _default_malloc_row(
-                method, student, teacher, str(dev), steps, batch_size, n_test
+                [*cmd, "--eval-images", str(n_test)]
             )
         except KdlibError as e:  # the rest of the table still stands
             notes["default_malloc_error"] = str(e)
@@ -292,19 +293,10 @@ def _json_of(child: subprocess.Popen) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _default_malloc_row(
-    method: str,
-    student: str,
-    teacher: str | None,
-    device: str,
-    steps: int,
-    batch_size: int,
-    eval_images: int,
-) -> dict[str, Any]:
-    """The ``auto`` setting timed in a process of its own with glibc's default malloc."""
-    cmd = _bench_command(method, student, teacher, device, steps, batch_size)
-    cmd += ["--cpu-allocator", "default", "--eval-images", str(eval_images)]
-    cmd += ["--threads", str(torch.get_num_threads())]
+def _default_malloc_row(cmd: list[str]) -> dict[str, Any]:
+    """The ``auto`` setting timed by ``cmd`` (``_bench_command``) in a process of its own
+    with glibc's default malloc."""
+    cmd = [*cmd, "--cpu-allocator", "default", "--threads", str(torch.get_num_threads())]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result = _json_of(child)
     row = next(iter(result["results"].values()))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from kdlib import allocator, train
-from kdlib.config import TrainConfig
 from kdlib.train import run_training
+from tests.test_train import _cfg
 
 GLIBC = allocator._glibc() is not None
 needs_glibc = pytest.mark.skipif(not GLIBC, reason="glibc's mallopt is Linux/glibc only")
@@ -122,16 +122,7 @@ def test_a_cpu_run_tunes_malloc_and_records_it(
         return real(mode)
 
     plain_env.setattr(train, "tune_allocator", spy)
-    cfg = TrainConfig(
-        method="nokd",
-        student="resnet8",
-        epochs=1,
-        batch_size=50,
-        val_size=0,
-        device="cpu",
-        runs_dir=str(tmp_path / "runs"),
-        **tiny_data,
-    )
+    cfg = _cfg(tiny_data, tmp_path, epochs=1, val_size=0)
     run = run_training(cfg, progress=False)
     assert asked == ["tuned"]  # before the run's record was written
     assert json.loads((run / "env.json").read_text())["cpu_allocator"] == "glibc tuned"
