@@ -8,6 +8,9 @@ TORCH    ?= torch==2.13.0
 DATA_DIR ?= ../shared/data
 DEVICE   ?= auto
 RUNS     ?= runs
+# pytest-xdist workers for `make test`: one per logical core (2 on CI); TEST_WORKERS=0
+# runs the suite in one process.
+TEST_WORKERS ?= logical
 BIN      := $(VENV)/bin
 CKPT     := $(DATA_DIR)/reference-checkpoints
 
@@ -30,7 +33,7 @@ lint: install
 	$(BIN)/ruff check kdlib tests notebooks
 
 test: lint chromium
-	$(BIN)/pytest -q --durations=20
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 # The browser test drives Debian's Chromium (tests/test_browser.py): installed with apt-get
 # where it is missing and we are root (CI). Where it cannot be, this says why and goes on,
@@ -53,7 +56,7 @@ chromium:
 # kill tests, notebooks, JupyterLab and the browser, the real data). CI runs the whole
 # `make test`.
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # The seed paper's ResNet26 teacher on the lossless test split, then a short KD run of a
 # ResNet8 student from it.

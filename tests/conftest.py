@@ -13,7 +13,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KDLIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread per pytest-xdist worker (`make test` runs one worker per core), two alone.
+_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
+torch.set_num_threads(_THREADS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, start the slow tests first: the workers then end on short unit
+    tests together, instead of one worker finishing a long end-to-end test alone."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +31,24 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_cifar10_cache(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache dir holding the real CIFAR-10, decoded and verified once per test session:
+    under pytest-xdist the workers share it (a lock serialises the first preparation, the
+    others find it intact)."""
+    from filelock import FileLock
+
+    from kdlib.data import prepare_dataset
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder every worker's base temp dir sits in
+    cache = base / "real-cifar10-cache"
+    with FileLock(str(base / "real-cifar10-cache.lock")):
+        prepare_dataset("cifar10", data_dir=shared_data, cache_dir=cache, progress=False)
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,9 @@ REPORTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def real_cache(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    cache = tmp_path_factory.mktemp("real-cache")
-    args = ["data", "prepare", "--dataset", "cifar10", "--data-dir", str(shared_data)]
-    assert main([*args, "--cache-dir", str(cache)]) == 0
-    return str(cache)
+@pytest.fixture
+def real_cache(real_cifar10_cache: Path) -> str:
+    return str(real_cifar10_cache)
 
 
 @pytest.mark.parametrize("filename", sorted(REPORTED))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,16 +84,13 @@ def test_flipped_byte_in_cache_is_reported(tree) -> None:
 
 
 @pytest.mark.shared_data
-def test_prepare_real_cifar10(shared_data: Path, tmp_path: Path) -> None:
-    start = time.perf_counter()
-    folder = prepare_dataset("cifar10", data_dir=shared_data, cache_dir=tmp_path, progress=False)
-    elapsed = time.perf_counter() - start
-    print(f"prepared real CIFAR-10 in {elapsed:.1f} s")
+def test_prepare_real_cifar10(real_cifar10_cache: Path) -> None:
+    folder = real_cifar10_cache / "cifar10"  # prepared once per session by conftest
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["counts"] == {"train": 50_000, "test": 10_000}
     assert meta["class_counts"] == {"train": [5000] * 10, "test": [1000] * 10}
     assert meta["manifest"]["verified"] is True and meta["manifest"]["rows"] == 60_000
     assert meta["complete"] is True and meta["classes"] == CIFAR10_CLASSES
-    d = load_dataset("cifar10", cache_dir=tmp_path)
+    d = load_dataset("cifar10", cache_dir=real_cifar10_cache)
     assert d.train_images.shape == (50_000, 32, 32, 3) and d.test_images.dtype == np.uint8
     assert d.fingerprint == meta["fingerprint"]
