@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from kdlib.allocator import MODES as ALLOCATOR_MODES
 from kdlib.errors import KdlibError
 
 
@@ -578,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument(
         "--cpu-allocator",
-        choices=("tuned", "default"),
+        choices=ALLOCATOR_MODES,
         default="tuned",
         help="malloc on a CPU, as for training (kdlib.allocator); the whole CPU table also "
         "times auto with glibc's default",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdlib.allocator import MODES as ALLOCATOR_MODES
 from kdlib.errors import KdlibError
 
 DATASETS = ("cifar10", "cifar100")
@@ -244,7 +245,7 @@ class TrainConfig:
         "tuned",
         group="speed",
         identity=False,  # where freed memory waits changes no result
-        choices=("tuned", "default"),
+        choices=ALLOCATOR_MODES,
         help="glibc malloc on a CPU: tuned keeps freed memory in the process (far fewer "
         "page faults; 1.3-1.7x faster epochs measured), default leaves glibc's own (in a "
         "process no earlier run tuned)",
