@@ -27,6 +27,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow  # a JupyterLab server, a browser and a training run
 
@@ -104,8 +105,9 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         "JUPYTER_CONFIG_DIR": str(config),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "PYTHONPATH": str(REPO),  # the kernel imports this checkout's kdlib
-        "OMP_NUM_THREADS": "2",  # the kernel trains: two threads, like the other tests
-        "MKL_NUM_THREADS": "2",
+        # the kernel trains: with this test process's threads (conftest sets them)
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        "MKL_NUM_THREADS": str(torch.get_num_threads()),
     }
     args = [
         jupyter,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from kdlib import notebooks
 from kdlib.errors import KdlibError
@@ -22,10 +23,11 @@ FIXTURE = REPO / "tests" / "fixtures" / "runs"
 
 
 @pytest.fixture(autouse=True)
-def _two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels inherit the environment: keep their torch to two threads, like the tests."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+def _test_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels inherit the environment: give their torch the threads this test process has
+    (conftest: two, or one per pytest-xdist worker)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    monkeypatch.setenv("MKL_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
