@@ -164,7 +164,9 @@ class Sweep:
 
 def seconds_left(history: pd.DataFrame, epochs_done: int, epochs: int) -> float | None:
     """Seconds an unfinished run still needs at the pace of its last (up to) 3 recorded
-    epochs, training and evaluation; None when no epoch recorded its time or none is left.
+    epochs, training and evaluation (their median: one epoch that waited through a suspend
+    or a paused process does not set the pace); None when no epoch recorded its time or
+    none is left.
 
     An estimate for someone watching a campaign, not a promise: the pace changes with
     what else shares the machine.
@@ -179,7 +181,7 @@ def seconds_left(history: pd.DataFrame, epochs_done: int, epochs: int) -> float 
     per_epoch = per_epoch.dropna()
     if per_epoch.empty:
         return None
-    return float(per_epoch.mean()) * left
+    return float(per_epoch.median()) * left
 
 
 def run_state(planned: PlannedRun) -> dict[str, Any]:

@@ -366,8 +366,11 @@ def test_seconds_left_is_the_recent_pace_times_the_epochs_left() -> None:
             "eval_seconds": [10.0, 10.0, 20.0, float("nan")],
         }
     )
-    # the last three epochs: (110 + 130 + 120) / 3 = 120 s each, 6 epochs left
+    # the last three epochs took 110, 130 and 120 s: 120 s each, 6 epochs left
     assert seconds_left(history, 4, 10) == pytest.approx(720.0)
+    # an epoch the process spent stopped (SIGSTOP, a suspended laptop) sets no pace
+    paused = history.assign(seconds=[100.0, 100.0, 3600.0, 110.0])  # 110, 3620, 110 s
+    assert seconds_left(paused, 4, 10) == pytest.approx(6 * 110.0)
     assert seconds_left(history, 10, 10) is None  # nothing left
     assert seconds_left(pd.DataFrame(), 0, 10) is None  # no epoch timed yet
     assert seconds_left(history.drop(columns="eval_seconds"), 4, 5) == pytest.approx(110.0)
