@@ -14,6 +14,7 @@ import itertools
 import multiprocessing
 import multiprocessing.pool
 import os
+import signal
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -106,6 +107,15 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _init_worker() -> None:
+    # A forked worker inherits the parent's signal handlers: the CLI's SIGTERM handler
+    # would turn the SIGTERM that ends the pool on exit into a traceback on stderr, and a
+    # Ctrl-C would print one traceback per worker. Workers die quietly on SIGTERM and
+    # leave SIGINT to the parent, which ends the pool.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _chunks(stream: Iterator[Item]) -> Iterator[list[Item]]:
     while chunk := list(itertools.islice(stream, CHUNK_ITEMS)):
         yield chunk
@@ -177,7 +187,7 @@ def decode_many(
         if len(head) == PARALLEL_MIN_ITEMS and workers > 1:
             # Start the workers before tqdm starts its monitor thread (fork + threads).
             with contextlib.suppress(OSError):  # no semaphores here: decode in-process
-                pool = stack.enter_context(_pool_context().Pool(workers))
+                pool = stack.enter_context(_pool_context().Pool(workers, _init_worker))
         disable = None if progress is None else not progress
         bar = stack.enter_context(tqdm(total=total, desc=desc, unit="img", disable=disable))
         if pool is not None:

@@ -31,9 +31,11 @@ def _machine(row: pd.Series) -> str:
         if isinstance(seg, dict):
             kinds.add(
                 _machine_label(
-                    seg.get("device"), seg.get("device_name"),
-                    seg.get("cpu_name"), seg.get("native_bf16"),
-                )  # fmt: skip
+                    seg.get("device"),
+                    seg.get("device_name"),
+                    seg.get("cpu_name"),
+                    seg.get("native_bf16"),
+                )
             )
     return first if len(kinds) == 1 else "mixed: " + " + ".join(sorted(kinds))
 

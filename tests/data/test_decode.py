@@ -89,3 +89,39 @@ def test_image_of_wrong_size_names_the_file(tree) -> None:
     Image.new("RGB", (31, 32)).save(bad, lossless=True)
     with pytest.raises(DataError, match=f"{bad.name}.* 31x32"):
         _load(data_dir, data_dir.parent / "cache")
+
+
+def test_decoding_workers_die_quietly_on_sigterm_and_leave_sigint_to_the_parent(
+    monkeypatch,
+) -> None:
+    # Workers are forked from the CLI, whose SIGTERM handler raises: the SIGTERM with
+    # which the pool ends its workers on exit printed a traceback per idle worker under
+    # a successful `kdlib data prepare`. Each worker reports the handlers it runs with.
+    import os
+    import signal
+
+    import kdlib.data.decode as decode
+    from kdlib.cli import _on_sigterm
+
+    parent, real = os.getpid(), decode._decode_item
+
+    def probe(item):
+        key, arr = real(item)
+        if os.getpid() == parent:
+            return key, arr
+        term = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        sigint = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        return f"{key} worker term={term} int={sigint}", arr
+
+    monkeypatch.setattr(decode, "_decode_item", probe)  # forked workers inherit it
+    monkeypatch.setattr(decode, "PARALLEL_MIN_ITEMS", 4)
+    monkeypatch.setattr(decode, "CHUNK_ITEMS", 2)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        got = decode.decode_many(_png_items(8), workers=2, progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's is kept
+    keys = [k for k, _ in got]
+    assert [k.split()[0] for k in keys] == [f"k{i}" for i in range(8)]
+    assert all(k.endswith("worker term=True int=True") for k in keys), keys
