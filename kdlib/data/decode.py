@@ -107,13 +107,41 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+# Signals a worker must not handle as the parent does (see _held_signals).
+_WORKER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _held_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT pending in this thread while the pool starts its workers.
+
+    A forked worker inherits the parent's handlers, and the CLI's SIGTERM handler raises:
+    the SIGTERM with which the pool ends its workers printed a traceback per worker under
+    a successful ``kdlib data prepare``. Resetting the handler in the worker alone leaves a
+    race: a SIGTERM that lands before the reset trips the old Python handler, which the
+    reset then drops, and the worker lives on while the pool waits for it forever. Workers
+    (and the pool's threads, which fork replacements) start with both signals held, and
+    ``_init_worker`` releases them only after installing the worker's own handling. In
+    this process, a signal that arrives meanwhile waits the moment until the pool is up.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: no fork, nothing to hold
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker() -> None:
-    # A forked worker inherits the parent's signal handlers: the CLI's SIGTERM handler
-    # would turn the SIGTERM that ends the pool on exit into a traceback on stderr, and a
-    # Ctrl-C would print one traceback per worker. Workers die quietly on SIGTERM and
-    # leave SIGINT to the parent, which ends the pool.
+    # A worker dies quietly on SIGTERM and leaves SIGINT (a Ctrl-C reaches the whole
+    # process group) to the parent, which ends the pool; then it takes the signals held
+    # since it was forked.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_SIGNALS)
 
 
 def _chunks(stream: Iterator[Item]) -> Iterator[list[Item]]:
@@ -186,7 +214,7 @@ def decode_many(
         pool = None
         if len(head) == PARALLEL_MIN_ITEMS and workers > 1:
             # Start the workers before tqdm starts its monitor thread (fork + threads).
-            with contextlib.suppress(OSError):  # no semaphores here: decode in-process
+            with contextlib.suppress(OSError), _held_signals():  # no semaphores: in-process
                 pool = stack.enter_context(_pool_context().Pool(workers, _init_worker))
         disable = None if progress is None else not progress
         bar = stack.enter_context(tqdm(total=total, desc=desc, unit="img", disable=disable))

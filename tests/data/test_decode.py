@@ -125,3 +125,43 @@ def test_decoding_workers_die_quietly_on_sigterm_and_leave_sigint_to_the_parent(
     keys = [k for k, _ in got]
     assert [k.split()[0] for k in keys] == [f"k{i}" for i in range(8)]
     assert all(k.endswith("worker term=True int=True") for k in keys), keys
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX only")
+def test_workers_are_born_with_sigterm_held_until_their_own_handling_is_in_place(
+    monkeypatch, tmp_path
+) -> None:
+    # The pool ends workers with SIGTERM, possibly one not yet scheduled since its fork
+    # (a small job on a loaded machine). Python clears the signals a child caught before
+    # its fork bookkeeping, so such a SIGTERM was lost: the worker lived on and the pool
+    # waited for it forever (a test run hung for 5 minutes). Held (blocked) from the fork
+    # until the worker's own handling is set, the signal waits in the kernel instead.
+    import os
+    import signal
+
+    import kdlib.data.decode as decode
+
+    real_init = decode._init_worker
+
+    def recording_init() -> None:
+        # What each worker holds when forked, then once set up; a worker the pool ends
+        # before it is set up dies inside real_init and leaves only the first line.
+        report = tmp_path / f"{os.getpid()}.txt"
+        born = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        report.write_text(f"{signal.SIGTERM in born} {signal.SIGINT in born}\n")
+        real_init()
+        ready = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        with report.open("a") as f:
+            f.write(f"{signal.SIGTERM in ready} {signal.SIGINT in ready}\n")
+
+    monkeypatch.setattr(decode, "_init_worker", recording_init)
+    monkeypatch.setattr(decode, "PARALLEL_MIN_ITEMS", 4)
+    monkeypatch.setattr(decode, "CHUNK_ITEMS", 2)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    got = decode.decode_many(_png_items(8), workers=2, progress=False)
+    assert len(got) == 8
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask  # this process: as before
+    reports = [p.read_text().splitlines() for p in tmp_path.glob("*.txt")]
+    assert reports and all(r[0] == "True True" for r in reports), reports  # held when born
+    set_up = [r[1] for r in reports if len(r) == 2]
+    assert set_up and set(set_up) == {"False False"}, reports  # released once set up
