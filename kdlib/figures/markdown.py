@@ -10,14 +10,16 @@ from kdlib.figures.compute import compute_table
 from kdlib.figures.selection import TABLE_TEACHER_FROM, col, is_synthetic, missing
 from kdlib.figures.style import SYNTHETIC_NOTE, tell_apart
 from kdlib.figures.tables import gain_table, summary_table
-from kdlib.paper import TABLES, method_label, model_label
+from kdlib.paper import TABLES, method_key, method_label, model_label
 
 
 def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
     """A Markdown table of :func:`summary_table` for the README (mean +- std over seeds).
 
-    Rows that would read the same but are different settings say what tells them apart
-    (``KD (teacher trained)``, their method parameters, else their setting hash).
+    Each row names its precision: bf16 and fp32 runs never pool, and a paper table's row
+    shows one setting, which may be of either. Rows that would read the same but are
+    different settings say what tells them apart (``KD (teacher trained)``, their method
+    parameters, else their setting hash).
     """
 
     def pm(m: float, s: float) -> str:
@@ -31,28 +33,28 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> str:
         return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
     head = (
-        "| method | teacher → student | epochs | seeds | final epoch | validation-chosen "
-        "| best epoch | paper | Δ (best − paper) |"
+        "| method | teacher → student | epochs | precision | seeds | final epoch "
+        "| validation-chosen | best epoch | paper | Δ (best − paper) |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    precisions = ["–" if missing(v) else str(v) for v in col(summary, "precision")]
     same = [
         f"{method_label(r['method'])}|{r['teacher']}|{r['student']}|{r['dataset']}|{r['epochs']}"
-        for _, r in summary.iterrows()
+        f"|{precision}"
+        for precision, (_, r) in zip(precisions, summary.iterrows(), strict=True)
     ]
     names = tell_apart(
         same,
         [str(v) for v in col(summary, "setting")],
         [None if missing(v) else v for v in col(summary, "teacher_from")],
-        [
-            "; ".join(str(v) for v in (p, precision) if not missing(v) and v != "")
-            for p, precision in zip(col(summary, "params"), col(summary, "precision"), strict=True)
-        ],
+        ["" if missing(p) else str(p) for p in col(summary, "params")],
     )
-    for key, name, (_, r) in zip(same, names, summary.iterrows(), strict=True):
+    rows = zip(same, names, precisions, summary.iterrows(), strict=True)
+    for key, name, precision, (_, r) in rows:
         method = method_label(r["method"]) + name[len(key) :]  # what tell_apart added
         lines.append(
             f"| {method} | {model_label(r['teacher'])} → "
-            f"{model_label(r['student'])} | {r['epochs']} | {r['n_seeds']} "
+            f"{model_label(r['student'])} | {r['epochs']} | {precision} | {r['n_seeds']} "
             f"| {pm(r['final_mean'], r['final_std'])} | {pm(r['sel_mean'], r['sel_std'])} "
             f"| {pm(r['best_mean'], r['best_std'])} | {num(r['paper'])} "
             f"| {num(r['delta'], sign=True)} |"
@@ -116,6 +118,25 @@ def compute_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def diverged_note(df: pd.DataFrame) -> str:
+    """What the means leave out: only completed runs count, so a method that diverged on
+    some seeds would show only its survivors; this names every diverged run. (Running and
+    failed runs are left out too; they are never committed, so they are not listed.)"""
+    div = df[col(df, "status") == "diverged"]
+    if div.empty:
+        return "Only completed runs count; no run diverged."
+    names = []
+    for _, r in div.sort_values("run_id").iterrows():
+        key = method_key(r["method"], r.get("method_hparams.variant"))
+        precision = r.get("speed.precision")
+        what = f"{r['epochs']} epochs" + ("" if missing(precision) else f", {precision}")
+        names.append(f"{method_label(key)} seed {r['seed']} ({what}; `{r['run_id']}`)")
+    return (
+        f"Only completed runs count: {len(names)} diverged run"
+        f"{'s are' if len(names) > 1 else ' is'} left out of the means: " + "; ".join(names) + "."
+    )
+
+
 def summary_markdown(
     df: pd.DataFrame, tables: Iterable[str] = tuple(TABLES), every_setting: bool = False
 ) -> str:
@@ -142,7 +163,7 @@ def summary_markdown(
             f"### Every setting we ran, at every budget{note}\n\nOne row per setting "
             "(seeds pooled only within one setting); accuracies are mean ± std over seeds; "
             "the paper's number stands beside a row only where its setting is the paper's "
-            "(its budget included).\n\n" + format_summary(summary_table(df))
+            f"(its budget included). {diverged_note(df)}\n\n" + format_summary(summary_table(df))
         )
         parts.append(
             f"### Gain over nokd{note}\n\nFinal-epoch accuracy minus the nokd baseline "

@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from kdlib.figures.selection import METRICS, missing, numeric
+from kdlib.figures.selection import METRICS, col, missing, numeric
 from kdlib.figures.style import legend_below, new_figure, seaborn_style, titled
 from kdlib.figures.tables import table_entries
 from kdlib.paper import TABLES, method_label, model_label, paper_results
@@ -46,7 +46,8 @@ def reproducibility_figure(
 
     For each entry: every seed as a dot and mean +- std as a marker with error bar, for
     the final epoch, the validation-chosen epoch and the best test epoch side by side,
-    the paper's number as a red bar, and the number of seeds under the entry's name.
+    the paper's number as a red bar, and the precision and number of seeds under the
+    entry's name (an entry shows one setting, of either precision).
     ``include_unreported`` adds the methods we ran in the table's setting that the paper
     gives no number for. Only one setting's runs make an entry (see ``summary_table``).
     """
@@ -66,7 +67,9 @@ def reproducibility_figure(
         else:
             label = method_label(info["method"])
         frames.append(_tidy(runs, len(labels)))
-        labels.append(f"{label}\nn={len(runs)}")
+        precision = sorted({str(v) for v in col(runs, "speed.precision") if not missing(v)})
+        seeds = ", ".join([*precision, f"n={len(runs)}"])
+        labels.append(f"{label}\n{seeds}")
         papers.append(info["paper"])
 
     tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -14,13 +14,13 @@ from tests.figures.helpers import KD_T3_BEST
 def test_format_summary_tells_settings_apart(runs) -> None:
     s = figures.summary_table(runs, table="table3")
     md = figures.format_summary(s)
-    assert "| TAKD | ResNet26 → ResNet8 | 200 | 2 |" in md and md.count("\n") == len(s) + 2
-    assert "| KD | ResNet26 → ResNet8 | 200 | 2 | 90.47 ± 0.11 | " in md
+    assert "| TAKD | ResNet26 → ResNet8 | 200 | – | 2 |" in md and md.count("\n") == len(s) + 2
+    assert "| KD | ResNet26 → ResNet8 | 200 | – | 2 | 90.47 ± 0.11 | " in md
     kd = next(line for line in md.splitlines() if line.startswith("| KD |"))
     assert kd.endswith(f"| 90.67 ± 0.09 | 90.33 | {KD_T3_BEST - 90.33:+.2f} |")  # best − paper
     md = figures.format_summary(figures.summary_table(runs))
-    assert "| KD (teacher checkpoint) | ResNet26 → ResNet8 | 200 | 2 |" in md
-    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | 2 |" in md
+    assert "| KD (teacher checkpoint) | ResNet26 → ResNet8 | 200 | – | 2 |" in md
+    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | – | 2 |" in md
 
 
 def test_summary_markdown_has_every_table_and_flags_synthetic_runs(runs, empty) -> None:
@@ -58,7 +58,21 @@ def test_settings_that_differ_in_precision_say_so(runs) -> None:
     nokd = s[s["method"] == "nokd"].iloc[[0, 0]].reset_index(drop=True)
     nokd["setting"], nokd["precision"] = ["aaa", "bbb"], ["fp32", "bf16"]
     md = figures.format_summary(nokd)
-    assert "| NOKD (fp32) |" in md and "| NOKD (bf16) |" in md
+    assert "| NOKD | none → ResNet8 | 350 | fp32 | 2 |" in md
+    assert "| NOKD | none → ResNet8 | 350 | bf16 | 2 |" in md
+
+
+def test_a_paper_rows_precision_is_named_even_where_it_is_the_only_setting(runs) -> None:
+    # A paper table shows one setting per row, of either precision: without a second
+    # setting in the same row to tell apart, the table must still say which pool it is.
+    df = runs.copy()
+    df["speed.precision"] = ["fp32" if m == "nokd" else "bf16" for m in df["method"]]
+    md = figures.format_summary(figures.summary_table(df, table="table3"))
+    assert "| KD | ResNet26 → ResNet8 | 200 | bf16 | 2 |" in md
+    assert "| NOKD | none → ResNet8 | 200 | fp32 | 2 |" in md
+    ax = figures.reproducibility_figure(df, "table3").axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert "KD\nbf16, n=2" in labels and "NOKD\nfp32, n=2" in labels
 
 
 def test_compute_sums_each_machine_kind_precision_and_budget(runs, raw) -> None:
@@ -98,3 +112,23 @@ def test_compute_sums_each_machine_kind_precision_and_budget(runs, raw) -> None:
     mixed = "mixed: CPU (EPYC, native bf16) + CPU (EPYC, no native bf16)"
     kinds = [mixed, "CPU (EPYC, native bf16)", "CPU (EPYC, no native bf16)"]
     assert sorted(devices) == sorted(kinds)
+
+
+def test_every_setting_names_the_diverged_runs_its_means_leave_out(runs) -> None:
+    md = figures.summary_markdown(runs, tables=[], every_setting=True)
+    assert "Only completed runs count; no run diverged." in md
+    df = runs.copy()
+    sfd = df.index[(df["method"] == "sfd") & (df["status"] == "completed")][:1]
+    df.loc[sfd, "status"] = "diverged"
+    md = figures.summary_markdown(df, tables=[], every_setting=True)
+    r = df.loc[sfd[0]]
+    assert (
+        f"1 diverged run is left out of the means: SFD (seed code) seed {r['seed']} "
+        f"({r['epochs']} epochs; `{r['run_id']}`)." in md
+    )
+    # and the row of its setting has one seed fewer
+    left = figures.summary_table(df)
+    full = figures.summary_table(runs)
+    by = left.set_index("setting")["n_seeds"], full.set_index("setting")["n_seeds"]
+    setting = figures.settings(df.loc[sfd]).iloc[0]
+    assert by[0][setting] == by[1][setting] - 1

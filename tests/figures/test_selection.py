@@ -186,7 +186,7 @@ def test_a_seed_run_twice_counts_once_and_settings_of_equal_standing_warn(
         every = figures.summary_table(df)
     md = figures.format_summary(every)
     assert md.count("| KD (teacher checkpoint) [setting ") == 2
-    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | 2 |" in md
+    assert "| KD (teacher trained) | ResNet26 → ResNet8 | 200 | – | 2 |" in md
 
 
 def test_runs_table_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
