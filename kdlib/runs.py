@@ -79,10 +79,20 @@ def config_hash(config: dict[str, Any]) -> str:
     return _short_hash({k: config[k] for k in identity_keys(config)})
 
 
+# Identity keys that change no number, so runs that differ only in them are seeds of one
+# setting: the seed, a copy of the final weights in the run directory, and the classic
+# loop's worker count (its batches depend on the seed alone: kdlib/data/classic.py). The
+# last two stay in config_hash: dropping them there would change every recorded run's
+# identity, and a sweep would no longer find its finished runs.
+POOLED_ACROSS = ("seed", "save_weights", "num_workers")
+
+
 def setting_hash(config: dict[str, Any]) -> str:
-    """``config_hash`` without the seed: runs with equal setting hashes are seeds of one
-    experiment and may be pooled; runs that differ in anything else may not."""
-    return _short_hash({k: config[k] for k in identity_keys(config) if k != "seed"})
+    """``config_hash`` without the seed (and ``POOLED_ACROSS``): runs with equal setting
+    hashes are seeds of one experiment and may be pooled; runs that differ in anything
+    else may not."""
+    keys = [k for k in identity_keys(config) if k not in POOLED_ACROSS]
+    return _short_hash({k: config[k] for k in keys})
 
 
 def new_run_id(

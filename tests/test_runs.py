@@ -99,9 +99,12 @@ def test_config_hash_ignores_paths_and_device_but_not_settings() -> None:
     assert config_hash({**CONFIG, "teacher_checkpoint_sha256": ["ab12"]}) != base
 
 
-def test_setting_hash_pools_seeds_and_nothing_else() -> None:
+def test_setting_hash_pools_seeds_and_nothing_that_changes_a_number() -> None:
     base = setting_hash(CONFIG)
     assert setting_hash({**CONFIG, "seed": 7}) == base
+    # a copy of the weights, or the classic loop's workers, changes no number
+    assert setting_hash({**CONFIG, "save_weights": True, "num_workers": 8}) == base
+    assert config_hash({**CONFIG, "save_weights": True}) != config_hash(CONFIG)
     assert setting_hash({**CONFIG, "teacher_checkpoint_sha256": ["ab12"]}) != base
     assert setting_hash({**CONFIG, "method_params": {"T": 4.0}}) != base
 
