@@ -511,6 +511,42 @@ def worker_command(
     return [*cmd, "--threads", str(threads), "--summary-json", str(summary)]
 
 
+# How long stopped workers get to record their runs before they are killed.
+STOP_GRACE_SECONDS = 60.0
+
+
+def stop_workers(workers: list[Any], plain_interrupt: bool = False) -> None:
+    """End the ``subprocess.Popen`` workers still running, each as its own SIGTERM or
+    SIGINT ends it (the run it trains is recorded as interrupted, resumable), and wait.
+
+    ``plain_interrupt``: the parent met a Ctrl-C, which a terminal also sends to the
+    workers; they get a moment to stop on it before a SIGINT of ours (a second interrupt
+    would cut short the recording of the first).
+    """
+    import signal
+    import subprocess
+    import time
+
+    def wait_all(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for w in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    if plain_interrupt:
+        wait_all(2.0)
+    sig = signal.SIGINT if plain_interrupt else signal.SIGTERM
+    for w in workers:
+        if w.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                w.send_signal(sig)
+    wait_all(STOP_GRACE_SECONDS)
+    for w in workers:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+
+
 def run_sweep_parallel(
     path: str | Path,
     sets: list[str],
@@ -543,8 +579,14 @@ def run_sweep_parallel(
             )
             for out in outs
         ]
-        for worker in tqdm(workers, desc=f"{processes} sweep workers", disable=not progress):
-            worker.wait()
+        try:
+            for worker in tqdm(workers, desc=f"{processes} sweep workers", disable=not progress):
+                worker.wait()
+        except BaseException as e:
+            # A SIGTERM or Ctrl-C that reached this process only: the workers would train
+            # on as orphans. They get it too, and record their runs as interrupted.
+            stop_workers(workers, plain_interrupt=type(e) is KeyboardInterrupt)
+            raise
         tables = [json.loads(out.read_text()) if out.exists() else None for out in outs]
     done = [t for t in tables if t is not None]
     if not done:

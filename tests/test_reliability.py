@@ -241,3 +241,36 @@ def test_parallel_sweep_packs_runs_and_runs_each_once(tiny_data: dict, tmp_path:
     rows = [line.split() for line in out.strip().splitlines()[1:]]
     assert sorted(int(r[4]) for r in rows if r[0] == "completed") == [0, 1, 2, 3], out
     assert len(set(df["pid"])) <= 2
+
+
+def test_sigterm_to_a_parallel_sweep_stops_its_workers_too(tiny_data: dict, tmp_path: Path) -> None:
+    # `kill -TERM <sweep>` once ended only the parent: its two workers trained on as
+    # orphans (found when the campaign was restarted on new code). Now each worker's run
+    # is recorded as interrupted by SIGTERM, resumable, and no worker outlives the sweep.
+    import time
+
+    runs = tmp_path / "runs"
+    sweep = tmp_path / "long.yaml"
+    sweep.write_text(SWEEP.format(runs=runs, **tiny_data).replace("epochs: 1,", "epochs: 500,"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "kdlib", "sweep", str(sweep), "--parallel", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:  # both workers train (an epoch of each recorded)
+            trained = [p for p in runs.glob("*/history.csv") if len(p.read_text().split()) >= 2]
+            if len(trained) == 2:
+                break
+            time.sleep(0.2)
+        assert len(trained) == 2, "the two workers did not both start training"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert code == 143, proc.stderr.read().decode() if proc.stderr else ""
+    df = load_runs(runs)
+    assert len(df) == 2 and set(df["status"]) == {"failed"}
+    assert all("SIGTERM" in e for e in df["error"])
+    for pid in df["pid"]:  # the workers are gone, not orphaned
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
