@@ -112,8 +112,9 @@ def run_identity(
         val_size_actual=val_size,
         test_size=test_size,
     )
-    if cls.revision:  # what the method computes changed (a fixed bug)
-        config["method_revision"] = cls.revision
+    revision = cls.revision_for(config["method_hparams"])
+    if revision:  # what the method computes changed (a fixed bug)
+        config["method_revision"] = revision
     if cfg.teacher_checkpoints():  # the teacher counts by content, not by path spelling
         config["teacher_checkpoint_sha256"] = [
             file_sha256(c) if c else None for c in cfg.teacher_checkpoints()

@@ -3,7 +3,8 @@ family, pinned as computed by kdlib before the seed variants came (commit 3d4249
 refactor that changes what a run is called, and would orphan the runs in ``runs/``, fails.
 
 Methods whose computation changed on purpose get a new identity instead: at and fitnet
-through ``revision`` (checked below), the seed-variant methods through their ``variant``.
+through ``revision``, SFD's seed variant alone through ``revision_for`` (checked below),
+the seed-variant methods through their ``variant``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ def test_a_revised_method_is_another_run(
 
     before = {k: v for k, v in config.items() if k != "method_revision"}
     assert config_hash(before) != config["config_hash"]
+
+
+def test_a_fix_to_one_variant_gives_that_variant_alone_a_new_identity() -> None:
+    # SFD's seed variant was fixed (revision 1: PyTorch 1.3's pairwise_distance); the
+    # original variant computes what it did, and its recorded runs must still be found.
+    from kdlib.claim import resolve_speed, run_identity
+
+    cpu = torch.device("cpu")
+    hashes = {}
+    for variant, revision in (("seed", 1), ("original", None)):
+        cfg = TrainConfig(
+            method="sfd", teacher="resnet26", method_params={"variant": variant}, device="cpu"
+        )
+        config = run_identity(cfg, cpu, resolve_speed(cfg, cpu), "fingerprint", 10, 50000, 10000)
+        assert config.get("method_revision") == revision, variant
+        before = {k: v for k, v in config.items() if k != "method_revision"}
+        hashes[variant] = (config_hash(before), config["config_hash"])
+    assert hashes["seed"][0] != hashes["seed"][1]
+    assert hashes["original"][0] == hashes["original"][1]
 
 
 STUDY_RUNS = sorted((Path(__file__).resolve().parents[1] / "runs").glob("*/config.json"))

@@ -112,6 +112,14 @@ class MethodSpec:
     revision: ClassVar[int] = 0
 
     @classmethod
+    def revision_for(cls, hparams: dict[str, Any]) -> int:
+        """The ``revision`` of what the method computes with these (resolved) parameters.
+
+        A fix that changed one variant only raises the revision of that variant, so the
+        runs of the other keep their identity."""
+        return cls.revision
+
+    @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
         """Cross-field checks run before any work (e.g. compatible architectures).
 

@@ -10,11 +10,15 @@ over the batch is added to the cross-entropy:
 output before its final ReLU (``feats["preact"]``), and d is the Euclidean distance of
 the pooled C-vectors, so each stage adds ``max_n ||s_n - t_n||_2``.
 
-``variant=seed``, what the seed code computes: its ``get_layers`` also records the stem's
-conv and BN outputs (64 channels in every paper ResNet), so five tensors are matched, and
-its ``F.pairwise_distance`` on the pooled (N, C, 1, 1) tensors takes the norm over the
-last, size-1 axis, i.e. the element-wise ``|s_nc - t_nc + 1e-6|``, whose ``.max()`` runs
-over samples *and* channels: ``max_n ||s_n - t_n + 1e-6||_inf``.
+``variant=seed``, what the seed code computed when it ran (December 2019, PyTorch 1.3):
+its ``get_layers`` also records the stem's conv and BN outputs (64 channels in every
+paper ResNet), so five tensors are matched, and its ``F.pairwise_distance`` on the pooled
+(N, C, 1, 1) tensors was ATen's ``norm(x1 - x2 + eps, 2, dim=1)``: the Euclidean norm
+over the channels with ``eps = 1e-6`` added to the difference, ``max_n ||s_n - t_n +
+1e-6||_2``. PyTorch moved that norm to the last axis in September 2021 (pytorch#64882);
+on the (N, C, 1, 1) tensors, today's call gives ``max_n ||s_n - t_n + 1e-6||_inf``. kdlib's
+seed variant computed that until revision 1, and its runs from before are other runs
+(``method_revision``).
 
 ``beta=1`` as in the seed code. Stages are paired by index, so both models need the same
 number of stages and, unless ``projection=true`` (a learned 1x1 conv, with bias, from
@@ -33,22 +37,22 @@ from torch import Tensor, nn
 from kdlib.methods._features import check_seed_forward_support, check_stages
 from kdlib.methods.base import Distiller, Param, register_method, variant_param
 
-DISTANCES = ("l2", "linf")
+DISTANCES = ("l2", "seed")
 SEED_EPS = 1e-6  # F.pairwise_distance's eps, added to the difference
 
 
 def sfd_stage_loss(student: Tensor, teacher: Tensor, distance: str = "l2") -> Tensor:
-    """Max over the batch of the distance between 1x1 max-pooled student/teacher features."""
+    """Max over the batch of the distance between 1x1 max-pooled student/teacher features:
+    Euclidean (``l2``), or ``seed``: Euclidean of the difference plus 1e-6, as the seed's
+    ``F.pairwise_distance`` computed it on PyTorch 1.3."""
     s = F.adaptive_max_pool2d(student.float(), 1).flatten(1)
     t = F.adaptive_max_pool2d(teacher.float(), 1).flatten(1)
     diff = s - t
-    if distance == "l2":
-        per_sample = torch.linalg.vector_norm(diff, dim=1)
-    elif distance == "linf":
-        per_sample = (diff + SEED_EPS).abs().amax(dim=1)
-    else:
-        raise ValueError(f"unknown distance {distance!r}")
-    return per_sample.max()
+    if distance == "seed":
+        diff = diff + SEED_EPS
+    elif distance != "l2":
+        raise ValueError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
+    return torch.linalg.vector_norm(diff, dim=1).max()
 
 
 @register_method
@@ -64,7 +68,7 @@ class SFD(Distiller):
     params = {
         "beta": Param(1.0, "weight of the feature term", lambda v: v >= 0, "a number >= 0"),
         "variant": variant_param(
-            "max over channels too (L-infinity), and the stem's conv and BN outputs matched"
+            "the stem's conv and BN outputs matched too, and 1e-6 added to each difference"
         ),
         "projection": Param(
             False,
@@ -73,6 +77,12 @@ class SFD(Distiller):
             "true or false",
         ),
     }
+
+    @classmethod
+    def revision_for(cls, hparams: dict[str, Any]) -> int:
+        # seed 1: PyTorch 1.3's pairwise_distance, the norm over the channels (was the
+        # norm over the last, size-1 axis, as today's PyTorch computes the same call)
+        return 1 if hparams["variant"] == "seed" else 0
 
     @classmethod
     def check_config(cls, cfg: Any, hparams: dict[str, Any]) -> None:
@@ -99,7 +109,7 @@ class SFD(Distiller):
         seed = self.hparams["variant"] == "seed"
         logits, s_feats = self.student(images, features=True)
         _, t_feats = self.teacher_features(images)
-        distance = "linf" if seed else "l2"
+        distance = "seed" if seed else "l2"
         total = logits.new_zeros((), dtype=torch.float32)
         for i, (s, t) in enumerate(zip(s_feats["preact"], t_feats["preact"], strict=True)):
             if self.projections is not None:
@@ -120,5 +130,5 @@ class SFD(Distiller):
             "variant": self.hparams["variant"],
             "features": "pre-ReLU stage outputs"
             + (" and the stem's conv and BN outputs" if seed else " (stem not matched)"),
-            "distance": "linf" if seed else "l2",
+            "distance": "l2 of the difference + 1e-6" if seed else "l2",
         }
