@@ -12,8 +12,11 @@ loss = (1 - lambda) * CE + lambda * T^2 * KL + 25 * distance + 50 * angle.
 
 ``variant=original`` (default, ``lambda=0``): the method's definition, task loss + RKD-DA
 with weights 25 and 50 as in the paper. ``variant=seed``: KD in place of CE (``lambda``
-0.5, T=5, as ``kd``); the seed also computed an attention-transfer term between
-misaligned stages but never added it to the loss, so it changes nothing and is left out.
+0.5, T=5, as ``kd``); the seed also computed an attention-transfer term but never added
+it to the loss in any version, so it changes nothing and is left out. (Its last commit
+pairs each student stage with the next teacher stage, whose attention map has another
+size on the paper's ResNets, so that version cannot have run: the paper's RKD runs must come
+from an earlier one, which paired equal stages. Both leave the loss as here.)
 """
 
 from __future__ import annotations
