@@ -515,36 +515,28 @@ def worker_command(
 STOP_GRACE_SECONDS = 60.0
 
 
-def stop_workers(workers: list[Any], plain_interrupt: bool = False) -> None:
-    """End the ``subprocess.Popen`` workers still running, each as its own SIGTERM or
-    SIGINT ends it (the run it trains is recorded as interrupted, resumable), and wait.
-
-    ``plain_interrupt``: the parent met a Ctrl-C, which a terminal also sends to the
-    workers; they get a moment to stop on it before a SIGINT of ours (a second interrupt
-    would cut short the recording of the first).
-    """
-    import signal
+def stop_workers(workers: list[Any], sig: int) -> None:
+    """End the ``subprocess.Popen`` workers still running with ``sig`` (SIGTERM or SIGINT,
+    which each records as an interruption of the run it trains: resumable), wait up to
+    ``STOP_GRACE_SECONDS``, then kill any left. Whatever happens meanwhile (a second
+    signal), no worker outlives this call."""
     import subprocess
     import time
 
-    def wait_all(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+    try:
+        for w in workers:
+            if w.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.send_signal(sig)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for w in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.wait(timeout=max(0.0, deadline - time.monotonic()))
-
-    if plain_interrupt:
-        wait_all(2.0)
-    sig = signal.SIGINT if plain_interrupt else signal.SIGTERM
-    for w in workers:
-        if w.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                w.send_signal(sig)
-    wait_all(STOP_GRACE_SECONDS)
-    for w in workers:
-        if w.poll() is None:
-            w.kill()
-            w.wait()
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
 
 
 def run_sweep_parallel(
@@ -566,6 +558,7 @@ def run_sweep_parallel(
     then diverged or failed, then running elsewhere.
     """
     import json
+    import signal
     import subprocess
     import tempfile
 
@@ -573,19 +566,25 @@ def run_sweep_parallel(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory(prefix="kdlib-sweep-") as tmp:
         outs = [Path(tmp) / f"worker{i}.json" for i in range(processes)]
-        workers = [
-            subprocess.Popen(
-                worker_command(path, sets, via, out, threads), stdout=subprocess.DEVNULL, env=env
-            )
-            for out in outs
-        ]
+        workers: list[subprocess.Popen] = []
         try:
+            for out in outs:
+                # Each worker in a session of its own: a terminal's Ctrl-C or a signal to
+                # the process group reaches this process alone, which passes it on once.
+                workers.append(
+                    subprocess.Popen(
+                        worker_command(path, sets, via, out, threads),
+                        stdout=subprocess.DEVNULL,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
             for worker in tqdm(workers, desc=f"{processes} sweep workers", disable=not progress):
                 worker.wait()
         except BaseException as e:
-            # A SIGTERM or Ctrl-C that reached this process only: the workers would train
-            # on as orphans. They get it too, and record their runs as interrupted.
-            stop_workers(workers, plain_interrupt=type(e) is KeyboardInterrupt)
+            # Without this the workers would train on as orphans: they get the signal
+            # too, and record their runs as interrupted.
+            stop_workers(workers, signal.SIGINT if type(e) is KeyboardInterrupt else signal.SIGTERM)
             raise
         tables = [json.loads(out.read_text()) if out.exists() else None for out in outs]
     done = [t for t in tables if t is not None]

@@ -254,7 +254,7 @@ def test_sigterm_to_a_parallel_sweep_stops_its_workers_too(tiny_data: dict, tmp_
     sweep.write_text(SWEEP.format(runs=runs, **tiny_data).replace("epochs: 1,", "epochs: 500,"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "kdlib", "sweep", str(sweep), "--parallel", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
         while time.time() < deadline:  # both workers train (an epoch of each recorded)
@@ -263,11 +263,13 @@ def test_sigterm_to_a_parallel_sweep_stops_its_workers_too(tiny_data: dict, tmp_
                 break
             time.sleep(0.2)
         assert len(trained) == 2, "the two workers did not both start training"
+    finally:  # also what ends the workers if the test fails before this
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
-    finally:
-        proc.kill()
-    assert code == 143, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    assert code == 143
     df = load_runs(runs)
     assert len(df) == 2 and set(df["status"]) == {"failed"}
     assert all("SIGTERM" in e for e in df["error"])

@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -107,41 +108,43 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-# Signals a worker must not handle as the parent does (see _held_signals).
-_WORKER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
-
-
-@contextlib.contextmanager
-def _held_signals() -> Iterator[None]:
-    """Hold SIGTERM and SIGINT pending in this thread while the pool starts its workers.
-
-    A forked worker inherits the parent's handlers, and the CLI's SIGTERM handler raises:
-    the SIGTERM with which the pool ends its workers printed a traceback per worker under
-    a successful ``kdlib data prepare``. Resetting the handler in the worker alone leaves a
-    race: a SIGTERM that lands before the reset trips the old Python handler, which the
-    reset then drops, and the worker lives on while the pool waits for it forever. Workers
-    (and the pool's threads, which fork replacements) start with both signals held, and
-    ``_init_worker`` releases them only after installing the worker's own handling. In
-    this process, a signal that arrives meanwhile waits the moment until the pool is up.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: no fork, nothing to hold
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+# How long ending a pool may take before its workers are killed.
+END_SECONDS = 10.0
 
 
 def _init_worker() -> None:
-    # A worker dies quietly on SIGTERM and leaves SIGINT (a Ctrl-C reaches the whole
-    # process group) to the parent, which ends the pool; then it takes the signals held
-    # since it was forked.
+    # A forked worker inherits the parent's handlers, and the CLI's SIGTERM handler raises:
+    # a worker dies quietly on SIGTERM instead, and leaves SIGINT (a Ctrl-C reaches the
+    # whole process group) to the parent, which ends the pool.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_SIGNALS)
+
+
+def _end_pool(pool: multiprocessing.pool.Pool, graceful: bool) -> None:
+    """End the pool's workers, never waiting on one for ever.
+
+    ``graceful`` (every chunk decoded): ``close`` and ``join``, so idle workers take their
+    end-of-work sentinel and exit, and no signal is sent: ``terminate``'s SIGTERM could
+    reach a worker still starting, whose Python then drops it (or runs the CLI handler it
+    inherited and prints a traceback). Else ``terminate``. A worker that does neither
+    within ``END_SECONDS`` (stuck on a lock since its fork, or the signal lost) is killed.
+    """
+
+    def finish() -> None:
+        if graceful:
+            pool.close()
+            pool.join()
+        else:
+            pool.terminate()
+
+    ender = threading.Thread(target=finish, name="kdlib-decode-pool-end", daemon=True)
+    ender.start()
+    ender.join(END_SECONDS)
+    if ender.is_alive():
+        for worker in list(getattr(pool, "_pool", ())):  # CPython's list of the workers
+            with contextlib.suppress(Exception):
+                worker.kill()
+        ender.join(END_SECONDS)
 
 
 def _chunks(stream: Iterator[Item]) -> Iterator[list[Item]]:
@@ -179,7 +182,7 @@ def _decode_with_pool(
             collect()
         return out
     except multiprocessing.TimeoutError:
-        pool.terminate()
+        _end_pool(pool, graceful=False)
         warnings.warn(
             f"the image-decoding pool stopped answering for {STALL_SECONDS:.0f} s (a worker"
             " was killed or is stuck); decoding the rest in this process",
@@ -214,12 +217,18 @@ def decode_many(
         pool = None
         if len(head) == PARALLEL_MIN_ITEMS and workers > 1:
             # Start the workers before tqdm starts its monitor thread (fork + threads).
-            with contextlib.suppress(OSError), _held_signals():  # no semaphores: in-process
-                pool = stack.enter_context(_pool_context().Pool(workers, _init_worker))
+            with contextlib.suppress(OSError):  # no semaphores here: decode in-process
+                pool = _pool_context().Pool(workers, _init_worker)
         disable = None if progress is None else not progress
         bar = stack.enter_context(tqdm(total=total, desc=desc, unit="img", disable=disable))
         if pool is not None:
-            return _decode_with_pool(pool, workers, stream, bar)
+            done = False
+            try:
+                out = _decode_with_pool(pool, workers, stream, bar)
+                done = True
+                return out
+            finally:
+                _end_pool(pool, graceful=done)
         out: list[Decoded] = []
         for item in stream:
             out.append(_decode_item(item))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -126,11 +127,15 @@ def diverged_note(df: pd.DataFrame) -> str:
     if div.empty:
         return "Only completed runs count; no run diverged."
     names = []
+
+    def whole(value: Any) -> str:  # a column with gaps holds floats: 1.0 -> "1"
+        return "?" if missing(value) else str(int(value))
+
     for _, r in div.sort_values("run_id").iterrows():
-        key = method_key(r["method"], r.get("method_hparams.variant"))
+        key = method_key(r.get("method"), r.get("method_hparams.variant"))
         precision = r.get("speed.precision")
-        what = f"{r['epochs']} epochs" + ("" if missing(precision) else f", {precision}")
-        names.append(f"{method_label(key)} seed {r['seed']} ({what}; `{r['run_id']}`)")
+        what = f"{whole(r.get('epochs'))} epochs" + ("" if missing(precision) else f", {precision}")
+        names.append(f"{method_label(key)} seed {whole(r.get('seed'))} ({what}; `{r['run_id']}`)")
     return (
         f"Only completed runs count: {len(names)} diverged run"
         f"{'s are' if len(names) > 1 else ' is'} left out of the means: " + "; ".join(names) + "."
