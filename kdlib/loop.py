@@ -253,7 +253,11 @@ class EpochLoop:
                 self.start = time.time() - state["wall_seconds"]
                 first_epoch = state["epoch"] + 1
                 self.extra.setdefault("resumed_at_epochs", []).append(state["epoch"])
-                self.extra.setdefault("resumed_on", []).append(machine_kind(self.device))
+                # where it continued, and from which point of its wall time on: its cost
+                # is each segment's time x that segment's threads (the compute table)
+                self.extra.setdefault("resumed_on", []).append(
+                    {**machine_kind(self.device), "from_wall_seconds": state["wall_seconds"]}
+                )
                 # killed after the last checkpoint but before history.csv caught up
                 self.record.write_history(self.history)
             else:

@@ -160,6 +160,7 @@ def test_local_sweep_interrupted_then_rerun_does_only_the_missing_run(
     (machine,) = json.loads(df["resumed_on"].iloc[1])  # where it continued, for its cost
     assert machine["device"] == "cpu" and machine["torch_threads"] >= 1
     assert machine["cpu_name"] == df["env.cpu.cpu_name"].iloc[1]
+    assert 0 < machine["from_wall_seconds"] < df["wall_seconds"].iloc[1]  # its epoch 1
     assert _dry_run(path, capsys)[-1] == "2 runs: 2 completed"
 
 

@@ -177,8 +177,8 @@ def summary_markdown(
         )
         parts.append(
             f"### Compute{note}\n\nWhat the completed runs cost: wall-clock hours as each "
-            "run recorded them, CPU-hours = wall-clock hours x the torch threads the run had "
-            "(CPU runs; runs sharing a machine each count their own time).\n\n"
-            + compute_markdown(df)
+            "run recorded them, CPU-hours = wall-clock hours x the torch threads the run had, "
+            "segment by segment for a run resumed with other threads (CPU runs; runs "
+            "sharing a machine each count their own time).\n\n" + compute_markdown(df)
         )
     return "\n".join(parts)

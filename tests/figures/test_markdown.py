@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from kdlib import figures
 from kdlib.paper import TABLES
@@ -112,6 +113,17 @@ def test_compute_sums_each_machine_kind_precision_and_budget(runs, raw) -> None:
     mixed = "mixed: CPU (EPYC, native bf16) + CPU (EPYC, no native bf16)"
     kinds = [mixed, "CPU (EPYC, native bf16)", "CPU (EPYC, no native bf16)"]
     assert sorted(devices) == sorted(kinds)
+    # resumed with other threads: each segment's time x its own threads (the bf16 run of
+    # 3600 s, 1 thread, continued from 900 s on with 2: 0.25 + 1.5 CPU-hours)
+    two = {**same, "torch_threads": 2, "from_wall_seconds": 900.0}
+    cpu["resumed_on"] = [json.dumps([two]), None, None, None]
+    table = figures.compute_table(cpu).set_index("device")
+    assert table.loc["CPU (EPYC, native bf16)", "cpu_hours"] == pytest.approx(1.75 + 1.0)
+    # a split that was not recorded (an older record) is unknown, not a guess
+    cpu["resumed_on"] = [json.dumps([{**two, "from_wall_seconds": None}]), None, None, None]
+    table = figures.compute_table(cpu).set_index("device")
+    assert pd.isna(table.loc["CPU (EPYC, native bf16)", "cpu_hours"])
+    assert table.loc["CPU (EPYC, no native bf16)", "cpu_hours"] == 2.0
 
 
 def test_every_setting_names_the_diverged_runs_its_means_leave_out(runs) -> None:
