@@ -23,6 +23,18 @@ forward. ``variant=seed``, as the seed code ran it: 10 initialisation epochs (it
 int(0.66*E) of those epochs), the stages run without the ReLU between them (the stem's
 stays) while initialising. Either way the initialisation epochs come before, and in
 addition to, the run's ``--epochs``.
+
+Provenance (an audit against karanchahal/distiller, 2026-12-03): the seed variant is
+``distillers/ab_distiller.py`` as of commits bdfaed0-105c60b (Dec 14-17, 2019), with the
+ResNets' ``n_channels = [16, 32, 64, 256]`` of that time; on the same weights and batch
+it gives the seed code's initialisation loss to 7 digits. From 8f4e4cf (Dec 17) on, the
+seed's AB fails on 3-stage ResNets (its student features are viewed to 64 inputs and fed
+to a 256-input layer), so the paper's AB rows (Dec 23) must come from the code of Dec
+14-17 or a local fix that was never committed. The seed took the initialisation lr from
+the run's learning rate (0.1 in the paper's protocol); here ``init_lr`` is a parameter of
+its own, 0.1 by default. Known difference of ``variant=original``: the authors' script
+keeps the teacher in train mode during the initialisation (batch statistics, its running
+statistics moving); here it stays frozen in eval mode.
 """
 
 from __future__ import annotations

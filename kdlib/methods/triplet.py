@@ -8,6 +8,9 @@ on the raw logits, which pulls the student's logit vector towards the teacher's 
 default ``weight=0.5`` is the weight the seed code gives the term (1 - lambda at 0.5).
 ``variant=seed``: the seed code has the CE line commented out, so its loss is
 (1 - lambda) (1 - cos) + lambda T^2 KL, with no label term (``weight`` is then unused).
+No author's definition exists for this method (the seed README promises a triplet loss
+with the student as the negative example; no commit implements one), so ``original`` is
+kdlib's own construction: the seed's cosine term added to KD, which keeps its CE.
 """
 
 from __future__ import annotations
