@@ -124,11 +124,15 @@ def test_decoding_workers_die_quietly_on_sigterm_and_leave_sigint_to_the_parent(
     monkeypatch.setattr(decode, "PARALLEL_MIN_ITEMS", 4)
     monkeypatch.setattr(decode, "CHUNK_ITEMS", 2)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # the parent's own SIGINT handler (a shell's background job inherits SIG_IGN)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         got = decode.decode_many(_png_items(8), workers=2, progress=False)
+        kept = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's is kept
+        signal.signal(signal.SIGINT, previous_int)
+    assert kept  # the parent's is kept
     keys = [k for k, _ in got]
     assert [k.split()[0] for k in keys] == [f"k{i}" for i in range(8)]
     assert all(k.endswith("worker term=True int=True") for k in keys), keys
