@@ -39,7 +39,7 @@ def _machine(row: pd.Series) -> str:
                 seg.get("device_name"),
                 seg.get("cpu_name"),
                 seg.get("native_bf16"),
-            )  # fmt: skip
+            )
         )
     return first if len(kinds) == 1 else "mixed: " + " + ".join(sorted(kinds))
 
